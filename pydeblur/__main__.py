@@ -1,0 +1,5 @@
+import sys
+
+from pydeblur.cli import main
+
+sys.exit(main())

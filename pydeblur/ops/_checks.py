@@ -1,0 +1,66 @@
+"""Input checks shared by the operators: each raises an error that names the offending argument."""
+
+import contextlib
+
+import torch
+
+from pydeblur.ops._library import HAS_CUDA_KERNELS
+
+_checks_enabled = True
+
+
+@contextlib.contextmanager
+def skip_value_checks():
+    """Skip the checks that read tensor values (finiteness, signs), which synchronise a GPU.
+
+    Shape, dtype and device checks always run.
+    """
+    global _checks_enabled
+    previous, _checks_enabled = _checks_enabled, False
+    try:
+        yield
+    finally:
+        _checks_enabled = previous
+
+
+def value_checks_enabled() -> bool:
+    return _checks_enabled and not torch.compiler.is_compiling()
+
+
+def check_float(name: str, t: torch.Tensor) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+
+def check_ndim(name: str, t: torch.Tensor, ndim: int, layout: str) -> None:
+    if t.dim() != ndim:
+        raise ValueError(f"{name} must be {layout} ({ndim}-D), got shape {tuple(t.shape)}")
+
+
+def check_finite(name: str, t: torch.Tensor) -> None:
+    if value_checks_enabled() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_device(name: str, t: torch.Tensor) -> None:
+    if t.device.type == "cuda" and not HAS_CUDA_KERNELS:
+        raise RuntimeError(
+            f"{name} is a CUDA tensor but pydeblur was built without its CUDA kernels; rebuild with "
+            "`FORCE_CUDA=1 pip install --no-build-isolation -e .` where nvcc is installed"
+        )
+    if t.device.type not in ("cpu", "cuda", "meta"):
+        raise RuntimeError(f"{name} is on {t.device}; pydeblur's operators run on CPU and CUDA")
+
+
+def check_same_device(**tensors: torch.Tensor) -> None:
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"tensors must be on one device: {listed}")
+
+
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """float64 stays float64; float32, float16 and bfloat16 are computed in float32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
