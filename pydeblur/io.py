@@ -18,7 +18,9 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, np.dtype]:
         raise FileNotFoundError(f"no such image file: {path}")
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError(f"cannot read {path} as an image (not a PNG, JPEG, TIFF or other known format)")
+        raise ValueError(
+            f"cannot read {path} as an image (not a PNG, JPEG, TIFF or other known format)"
+        )
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"{path}: unsupported sample type {image.dtype} (8 or 16 bit expected)")
     source_dtype = image.dtype
