@@ -1,0 +1,495 @@
+"""Evaluate the classical baselines and any number of models on the paper protocol, Levin and Kodak.
+
+    python -m training.evaluate [--sets paper,levin,kodak] [--model NAME_OR_PATH ...] [--limit N]
+                                [--out DIR] [--test-set FILE] [--device cpu|cuda]
+
+For each benchmark: mean PSNR and SSIM per group (exposure, kernel or noise level) and overall, for the
+blurred input, the paper's baseline (one Wiener filter at the set's average SNR, then the bilateral
+filter), the best single Wiener filter for the set and the per-image oracle Wiener filter (both chosen
+knowing the sharp images: upper bounds for Wiener filtering), Richardson-Lucy, ADMM-TV, and each model
+(labelled by its model card). On the paper protocol also the time per 256x256 image (batch 1). Prints
+Markdown, writes OUT/results.md, OUT/results.json and comparison figures OUT/figures/*.png.
+See docs/evaluation.md for every definition.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pydeblur import baselines
+from pydeblur.metrics import psnr
+from training import benchmarks_data
+
+SETS = ("paper", "levin", "kodak")
+DEFAULT_TEST_SET = Path("data/test_set.safetensors")
+PAPER_TABLE_1 = [
+    {"method": "Paper: network (their Table 1)", "psnr": 26.1, "time_s": 0.347},
+    {"method": "Paper: Wiener + bilateral baseline (their Table 1)", "psnr": 16.6, "time_s": 0.023},
+]
+SET_TITLES = {
+    "paper": "Paper protocol: held-out test photos, 4 exposures per crop",
+    "levin": "Levin et al. 2009: 32 real camera-shake images (best shift within +-5 px, 15 px border)",
+    "kodak": "Kodak 24 photos x 8 Levin kernels, Gaussian noise",
+}
+BLURRED = "Blurred input"
+PAPER_BASELINE = "Paper baseline: Wiener (set's average SNR) + bilateral"
+BEST_FIXED = "Wiener, best single nsr for the set (oracle)"
+ORACLE = "Wiener, per-image best nsr (oracle)"
+RL = f"Richardson-Lucy ({baselines.RL_ITERATIONS} it.)"
+ADMM = f"ADMM-TV ({baselines.ADMM_ITERATIONS} it.)"
+
+
+@dataclass
+class Method:
+    """A row of the tables: run(blurred [B,C,H,W], psf [B,1,kh,kw], sharp [B,C,H,W]) -> [B,C,H,W]."""
+
+    name: str
+    run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    batch_size: int = 8
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def score_images(
+    restored: torch.Tensor, sharp: torch.Tensor, aligned: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(PSNR [N], SSIM [N]) of restored against sharp, both [N, C, H, W], restored clipped to [0, 1].
+
+    aligned: Levin's rule, the best integer shift within +-5 px and a 15 px border; SSIM is taken at
+    the shift that gives the best PSNR. SSIM: `pydeblur.ops.ssim`, Gaussian window 11 / 1.5, "valid"
+    padding (the skimage / pytorch_msssim convention)."""
+    from pydeblur.ops import ssim
+
+    restored = restored.clamp(0, 1).to(sharp.dtype)
+    if aligned:
+        mse, shift = benchmarks_data.aligned_mse(restored, sharp)
+        windows, reference = benchmarks_data.aligned_pair(restored, sharp, shift)
+        return (-10 * torch.log10(mse)).float(), ssim(
+            windows, reference, padding="valid", reduction="none"
+        )
+    return psnr(restored, sharp).float(), ssim(restored, sharp, padding="valid", reduction="none")
+
+
+def psnr_candidates(aligned: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The oracle's score of candidates [B, S, C, H, W] against sharp [B, C, H, W] -> [B, S]."""
+    if not aligned:
+        return baselines.psnr_scores
+
+    def score(candidates: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+        b, s = candidates.shape[:2]
+        flat = candidates.clamp(0, 1).flatten(0, 1)
+        mse, _ = benchmarks_data.aligned_mse(
+            flat, sharp.unsqueeze(1).expand_as(candidates).flatten(0, 1)
+        )
+        return (-10 * torch.log10(mse)).view(b, s).float()
+
+    return score
+
+
+# ---------------------------------------------------------------------------------------------------
+# Methods
+
+
+def set_nsr(items: list[dict]) -> tuple[float, float]:
+    """The paper baseline's fixed nsr for a set: from the mean over its items of the SNR in dB,
+    var(sharp) / noise variance (each item's "noise_var"). Returns (average SNR in dB, nsr)."""
+    sharp = [item["sharp"][None] for item in items]
+    values = torch.cat(
+        [
+            baselines.snr_db(s, torch.tensor([item["noise_var"]], dtype=torch.float64))
+            for s, item in zip(sharp, items, strict=True)
+        ]
+    )
+    average = baselines.average_snr_db(values)
+    return average, baselines.nsr_from_snr_db(average)
+
+
+class SetWiener:
+    """The two Wiener oracles of a set. `oracle` (per image, the best nsr of the grid) records every
+    image's score for every grid nsr; `best_fixed` then uses the one grid nsr with the best mean score
+    over the set (fixed at its first call, after `oracle` has seen the whole set)."""
+
+    def __init__(self, aligned: bool):
+        self.score = psnr_candidates(aligned)
+        self.scores: list[torch.Tensor] = []
+        self.nsr: float | None = None
+
+    def oracle(self, y: torch.Tensor, k: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        restored, _, scores = baselines.oracle_wiener(y, k, x, score=self.score)
+        if self.nsr is None:
+            self.scores.append(scores.double().cpu())
+        return restored
+
+    def best_fixed(self, y: torch.Tensor, k: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.nsr is None:
+            if not self.scores:
+                raise RuntimeError("the per-image oracle must run over the set first")
+            mean = torch.cat(self.scores).mean(0)
+            self.nsr = float(baselines.ORACLE_NSR_GRID[int(mean.argmax())])
+        return baselines.wiener(y, k, self.nsr)
+
+
+def classical_methods(nsr: float, set_wiener: SetWiener) -> list[Method]:
+    """The classical rows, in table order (the per-image oracle must come before the best fixed)."""
+    return [
+        Method(BLURRED, lambda y, k, x: y),
+        Method(PAPER_BASELINE, lambda y, k, x: baselines.paper_baseline(y, k, nsr)),
+        Method(ORACLE, set_wiener.oracle, 4),
+        Method(BEST_FIXED, set_wiener.best_fixed),
+        Method(RL, lambda y, k, x: baselines.richardson_lucy(y, k)),
+        Method(ADMM, lambda y, k, x: baselines.admm_tv(y, k)),
+    ]
+
+
+def model_method(name_or_path: str, device: torch.device, batch_size: int) -> tuple[Method, dict]:
+    """A model as a table row, labelled by its model card ("name", else the file's stem); greyscale
+    inputs are replicated to 3 channels and the output's channels averaged."""
+    from pydeblur.model import load_model, read_card, resolve_weights
+
+    model = load_model(name_or_path, device=device)
+    path = resolve_weights(name_or_path)
+    try:
+        card = read_card(name_or_path)
+    except FileNotFoundError:
+        card = {}
+    label = str(card.get("name") or path.stem)
+    channels = model.config.image_channels
+
+    def run(y: torch.Tensor, k: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if y.shape[1] == 1 and channels == 3:
+            return model(y.expand(-1, 3, -1, -1), k).mean(dim=1, keepdim=True)
+        return model(y, k)
+
+    summary = {
+        "label": label,
+        "path": str(path),
+        **{k: card[k] for k in sorted(card) if k != "name"},
+    }
+    return Method(f"Model: {label}", run, batch_size), summary
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running
+
+
+def batches(items: list[dict], size: int):
+    """Consecutive runs of items whose blurred and psf shapes agree, at most `size` long."""
+    start = 0
+    while start < len(items):
+        end = start + 1
+        shape = (items[start]["blurred"].shape, items[start]["psf"].shape)
+        while (
+            end < len(items)
+            and end - start < size
+            and (items[end]["blurred"].shape, items[end]["psf"].shape) == shape
+        ):
+            end += 1
+        yield start, items[start:end]
+        start = end
+
+
+def stack(
+    chunk: list[dict], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return tuple(
+        torch.stack([item[key] for item in chunk]).to(device) for key in ("blurred", "psf", "sharp")
+    )
+
+
+@torch.inference_mode()
+def run_method(
+    method: Method, items: list[dict], device: torch.device, keep: set[int]
+) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    """PSNR [N] and SSIM [N] of every item, and the restored images of the items in `keep`."""
+    aligned = items[0]["aligned"]
+    psnrs, ssims, kept = [], [], {}
+    for start, chunk in batches(items, method.batch_size):
+        blurred, psf, sharp = stack(chunk, device)
+        restored = method.run(blurred, psf, sharp)
+        p, s = score_images(restored, sharp, aligned)
+        psnrs.append(p.cpu())
+        ssims.append(s.float().cpu())
+        for offset in range(len(chunk)):
+            if start + offset in keep:
+                kept[start + offset] = restored[offset].clamp(0, 1).float().cpu()
+    return torch.cat(psnrs), torch.cat(ssims), kept
+
+
+@torch.inference_mode()
+def time_method(method: Method, item: dict, device: torch.device, repeats: int = 3) -> float:
+    """Median seconds for one image (batch 1) after one warm-up run."""
+    blurred, psf, sharp = stack([item], device)
+    method.run(blurred, psf, sharp)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        method.run(blurred, psf, sharp)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def summarise(items: list[dict], psnrs: torch.Tensor, ssims: torch.Tensor) -> dict:
+    groups: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        groups.setdefault(item["group"], []).append(index)
+    result = {
+        "psnr": float(psnrs.mean()),
+        "ssim": float(ssims.mean()),
+        "groups": {
+            g: {"psnr": float(psnrs[i].mean()), "ssim": float(ssims[i].mean()), "n": len(i)}
+            for g, i in groups.items()
+        },
+        "per_image": {"psnr": psnrs.tolist(), "ssim": ssims.tolist()},
+    }
+    return result
+
+
+def evaluate_set(
+    name: str,
+    items: list[dict],
+    models: list[Method],
+    device: torch.device,
+    timing: bool,
+    figure_indices: list[int],
+    log=print,
+) -> tuple[dict, dict[str, dict[int, torch.Tensor]]]:
+    """All methods on one benchmark: ({"methods": {name: summary}, ...}, restored images kept)."""
+    aligned = items[0]["aligned"]
+    average_snr, nsr = set_nsr(items)
+    set_wiener = SetWiener(aligned)
+    methods = classical_methods(nsr, set_wiener) + models
+    keep = set(figure_indices)
+    results, kept = {}, {}
+    for method in methods:
+        start = time.perf_counter()
+        psnrs, ssims, kept[method.name] = run_method(method, items, device, keep)
+        results[method.name] = summarise(items, psnrs, ssims)
+        log(
+            f"  {name}: {method.name}: {results[method.name]['psnr']:.2f} dB ({time.perf_counter() - start:.0f} s)"
+        )
+    if timing:
+        for method in methods:
+            seconds = time_method(method, items[0], device)
+            results[method.name]["time_s"] = seconds
+    return (
+        {
+            "title": SET_TITLES[name],
+            "n_images": len(items),
+            "groups": list(dict.fromkeys(item["group"] for item in items)),
+            "average_snr_db": average_snr,
+            "paper_baseline_nsr": nsr,
+            "best_single_nsr": set_wiener.nsr,
+            "timed_image": list(items[0]["blurred"].shape) if timing else None,
+            "methods": results,
+            "names": [item["name"] for item in items],
+        },
+        kept,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reporting
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    for name, block in results["sets"].items():
+        groups = block["groups"]
+        timed = block["timed_image"] is not None
+        lines.append(f"### {block['title']}")
+        lines.append("")
+        lines.append(
+            f"{block['n_images']} images; PSNR (dB) / SSIM. Paper baseline nsr "
+            f"{block['paper_baseline_nsr']:.3g} (average SNR {block['average_snr_db']:.2f} dB); "
+            f"best single nsr {block['best_single_nsr']:.3g}."
+        )
+        lines.append("")
+        header = ["method", *groups, "all"] + (["time (s)"] if timed else [])
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for method, r in block["methods"].items():
+            cells = [f"{r['groups'][g]['psnr']:.2f} / {r['groups'][g]['ssim']:.3f}" for g in groups]
+            cells.append(f"**{r['psnr']:.2f}** / {r['ssim']:.3f}")
+            if timed:
+                cells.append(f"{r['time_s']:.3f}")
+            lines.append("| " + " | ".join([method, *cells]) + " |")
+        lines.append("")
+        if name == "paper":
+            lines.append(
+                "For reference, the paper's own Table 1 (its data and its GPU, not measured here):"
+            )
+            lines.append("")
+            lines.append("| method | PSNR (dB) | time (s) |")
+            lines.append("|---|---|---|")
+            for row in PAPER_TABLE_1:
+                lines.append(f"| {row['method']} | {row['psnr']:.1f} | {row['time_s']:.3f} |")
+            lines.append("")
+    if results["models"]:
+        lines.append("Models:")
+        lines.append("")
+        for model in results["models"]:
+            config = model.get("config", {})
+            shape = ", ".join(f"{k}={config[k]}" for k in sorted(config) if k != "snr_db")
+            lines.append(f"- {model['label']} ({model['path']}): {shape}")
+        lines.append("")
+    env = results["environment"]
+    lines.append(
+        f"Run: `{results['command']}` on {env['device']}, {env['threads']} threads, torch {env['torch']}, "
+        f"load average at start {env['load_average']}."
+    )
+    return "\n".join(lines)
+
+
+def environment(device: torch.device) -> dict:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        name = f"CPU {name}"
+    return {
+        "device": name,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_average": [round(v, 1) for v in os.getloadavg()],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--sets", default=",".join(SETS), help="comma-separated subset of paper,levin,kodak"
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME_OR_PATH",
+        help="a shipped model name or a .safetensors file; repeat for several (ablations)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="at most N images per set (Kodak: per noise level)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/evaluation"), help="output folder")
+    parser.add_argument(
+        "--test-set", type=Path, default=DEFAULT_TEST_SET, help="the paper protocol's test set file"
+    )
+    parser.add_argument("--levin", type=Path, default=benchmarks_data.DATA / "levin")
+    parser.add_argument("--kodak", type=Path, default=benchmarks_data.DATA / "kodak")
+    parser.add_argument(
+        "--kodak-crop", type=int, default=benchmarks_data.KODAK_CROP, help="central crop side"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--model-batch", type=int, default=4, help="images per model call")
+    parser.add_argument("--no-timing", action="store_true", help="skip the per-image timing")
+    parser.add_argument("--no-figures", action="store_true", help="skip the comparison figures")
+    args = parser.parse_args(argv)
+    args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = set(args.sets) - set(SETS)
+    if unknown or not args.sets:
+        parser.error(
+            f"--sets must name some of {', '.join(SETS)}, got {', '.join(sorted(unknown)) or 'none'}"
+        )
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be at least 1, got {args.limit}")
+    return args
+
+
+def load_items(name: str, args: argparse.Namespace) -> list[dict]:
+    if name == "paper":
+        return benchmarks_data.paper_items(args.test_set, args.limit)
+    if name == "levin":
+        return benchmarks_data.levin_items(args.levin, args.limit)
+    return benchmarks_data.kodak_items(
+        args.kodak, args.levin, crop=args.kodak_crop, limit=args.limit
+    )
+
+
+def figure_indices(name: str, items: list[dict]) -> list[int]:
+    """Which items the figures show: the first crop's 4 exposures (paper), one image with 4 kernels
+    (Levin), the first photo at each noise level (Kodak)."""
+    if name == "paper":
+        return list(range(min(4, len(items))))
+    if name == "levin":
+        return list(range(0, min(8, len(items)), 2))
+    first = {}
+    for index, item in enumerate(items):
+        first.setdefault(item["group"], index)
+    return list(first.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    models, cards = [], []
+    for name in args.model:
+        method, card = model_method(name, device, args.model_batch)
+        models.append(method)
+        cards.append(card)
+    results = {
+        "command": "python -m training.evaluate "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "environment": environment(device),
+        "models": cards,
+        "paper_table_1": PAPER_TABLE_1,
+        "sets": {},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.sets:
+        items = load_items(name, args)
+        print(f"{name}: {len(items)} images", file=sys.stderr)
+        shown = figure_indices(name, items)
+        block, kept = evaluate_set(
+            name,
+            items,
+            models,
+            device,
+            timing=(name == "paper" and not args.no_timing),
+            figure_indices=shown,
+            log=lambda line: print(line, file=sys.stderr),
+        )
+        results["sets"][name] = block
+        if not args.no_figures:
+            from training.figures import comparison_figure
+
+            path = comparison_figure(
+                args.out / "figures" / f"{name}.png", items, shown, kept, block
+            )
+            print(f"  wrote {path}", file=sys.stderr)
+    text = markdown(results)
+    (args.out / "results.md").write_text(text + "\n")
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    print(text)
+    print(f"\nwrote {args.out / 'results.md'} and {args.out / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
