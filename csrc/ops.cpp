@@ -11,6 +11,12 @@ PyMODINIT_FUNC PyInit__C(void) {
 
 TORCH_LIBRARY(pydeblur, m) {
   // ---- wiener_bank ----
+  // y [B, C, H, W], psf [Pb, Pc, kh, kw] (Pb in {1, B}, Pc in {1, C}), nsr [S] -> [B, S, C, H, W]
+  m.def("wiener_bank(Tensor y, Tensor psf, Tensor nsr) -> Tensor");
+  // -> (dL/dy, dL/dpsf, dL/dnsr); an output whose output_mask entry is false is an empty tensor.
+  m.def(
+      "wiener_bank_backward(Tensor grad, Tensor y, Tensor psf, Tensor nsr, bool[3] output_mask) -> "
+      "(Tensor, Tensor, Tensor)");
 
   // ---- bilateral_filter ----
 
