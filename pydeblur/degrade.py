@@ -70,6 +70,11 @@ def pad_for_blur(image: torch.Tensor, kh: int, kw: int, mode: str = "reflect") -
     """Extend [B, C, H, W] to [B, C, H + kh - 1, W + kw - 1] so `blur_valid` returns H x W aligned
     with `image` (used where no larger sharp crop exists, e.g. the `pydeblur blur` command)."""
     top, left = valid_offset(kh, kw)
+    if mode == "reflect" and (kh // 2 >= image.shape[-2] or kw // 2 >= image.shape[-1]):
+        raise ValueError(
+            f"image of size {image.shape[-2]}x{image.shape[-1]} is too small to be extended by "
+            f"reflection for a {kh}x{kw} kernel (more than half the kernel's size is needed)"
+        )
     return F.pad(image, (left, kw - 1 - left, top, kh - 1 - top), mode=mode)
 
 
