@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from pydeblur.degrade import GAUSS, PHOTONS, degrade, valid_offset
+from pydeblur.degrade import GAUSS, PHOTONS, add_photon_noise, blur_valid, valid_offset
 from pydeblur.io import read_image, to_integer
 from pydeblur.psf import EXPOSURES, TrajectoryParams, make_psfs
 
@@ -243,13 +243,17 @@ class BlurredCrops(Dataset):
         psf = _transform(psf, transform)
         photons, gauss = self._noise_levels(crop, e)
         exposure = self.exposures[e]
-        padded_t = torch.from_numpy(np.ascontiguousarray(padded))[None]
-        psf_t = torch.from_numpy(np.ascontiguousarray(psf))
         generator = torch.Generator().manual_seed(_seed_int(self.seed, crop, _STREAM_NOISE, e))
-        blurred = degrade(padded_t, psf_t, photons, exposure, gauss, generator)[0]
+        # The Poisson sampler's draws depend on every rate bit by bit: blur with NumPy arrays
+        # (single-threaded, the same in every process) in float64, rounded to float32.
+        clean = blur_valid(padded[None].astype(np.float64), psf.astype(np.float64))
+        clean = torch.from_numpy(clean.astype(np.float32))
+        blurred = add_photon_noise(clean, photons, exposure, gauss, generator)[0]
+        padded_t = torch.from_numpy(np.ascontiguousarray(padded))
+        psf_t = torch.from_numpy(np.ascontiguousarray(psf))
         top, left = valid_offset(*psf.shape)
         size = self.crop_size
-        sharp = padded_t[0, :, top : top + size, left : left + size]
+        sharp = padded_t[:, top : top + size, left : left + size]
         return {
             "sharp": sharp.contiguous(),
             "blurred": blurred.contiguous(),

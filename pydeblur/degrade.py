@@ -18,6 +18,8 @@ to float rounding (about 1e-7 relative in float32), and it costs the same for an
 with a 34x34 per-image kernel is about 100x slower on CPU.
 """
 
+import numpy as np
+import scipy.fft
 import torch
 import torch.nn.functional as F
 from scipy.fft import next_fast_len
@@ -31,13 +33,16 @@ def valid_offset(kh: int, kw: int) -> tuple[int, int]:
     return (kh - 1) // 2, (kw - 1) // 2
 
 
-def _psf_batch(psf: torch.Tensor, batch: int, channels: int) -> torch.Tensor:
+def _psf_batch(psf, batch: int, channels: int, is_numpy: bool = False):
     """A PSF [kh, kw], [B, 1, kh, kw] or [B, C, kh, kw] as a broadcastable [B or 1, C or 1, kh, kw]."""
-    if not isinstance(psf, torch.Tensor):
-        raise TypeError(f"psf must be a torch.Tensor, got {type(psf).__name__}")
-    if psf.dim() == 2:
+    kind = np.ndarray if is_numpy else torch.Tensor
+    if not isinstance(psf, kind):
+        raise TypeError(
+            f"psf must be a {kind.__module__}.{kind.__name__} like padded, got {type(psf).__name__}"
+        )
+    if psf.ndim == 2:
         return psf[None, None]
-    if psf.dim() != 4 or psf.shape[0] not in (1, batch) or psf.shape[1] not in (1, channels):
+    if psf.ndim != 4 or psf.shape[0] not in (1, batch) or psf.shape[1] not in (1, channels):
         raise ValueError(
             f"psf must be [kh, kw], [B, 1, kh, kw] or [B, C, kh, kw] with B = {batch} and "
             f"C = {channels}, got shape {tuple(psf.shape)}"
@@ -45,25 +50,40 @@ def _psf_batch(psf: torch.Tensor, batch: int, channels: int) -> torch.Tensor:
     return psf
 
 
-def blur_valid(padded: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+def blur_valid(padded, psf):
     """Linear convolution, valid region: padded [B, C, H + kh - 1, W + kw - 1] -> [B, C, H, W].
 
-    psf: [kh, kw] (all images), [B, 1, kh, kw] (one per image) or [B, C, kh, kw]; same device as
-    `padded`. Computed in `padded`'s dtype (float32 or float64).
+    psf: [kh, kw] (all images), [B, 1, kh, kw] (one per image) or [B, C, kh, kw]. Torch tensors (CPU
+    or CUDA, same device) are computed with torch.fft in `padded`'s dtype. NumPy arrays are computed
+    with scipy.fft on one thread, so the result is bit-for-bit the same in every process whatever the
+    thread settings (torch's multi-threaded CPU FFT rounds differently with different thread counts);
+    the datasets rely on that.
     """
-    if padded.dim() != 4 or not padded.is_floating_point():
+    is_numpy = isinstance(padded, np.ndarray)
+    if padded.ndim != 4 or not (
+        np.issubdtype(padded.dtype, np.floating) if is_numpy else padded.is_floating_point()
+    ):
         raise ValueError(
-            f"padded must be a float [B, C, H, W] tensor, got {padded.dtype} {tuple(padded.shape)}"
+            f"padded must be a float [B, C, H, W] array, got {padded.dtype} {tuple(padded.shape)}"
         )
     batch, channels, hp, wp = padded.shape
-    k = _psf_batch(psf, batch, channels).to(padded.dtype)
+    k = _psf_batch(psf, batch, channels, is_numpy)
     kh, kw = k.shape[-2:]
     if kh > hp or kw > wp:
         raise ValueError(f"psf of size {kh}x{kw} is larger than the padded image {hp}x{wp}")
     # Any FFT size >= the padded size keeps the wrap-around out of the valid region: take a fast one.
     size = (next_fast_len(hp, real=True), next_fast_len(wp, real=True))
-    spectrum = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(k, s=size)
-    return torch.fft.irfft2(spectrum, s=size)[..., kh - 1 : hp, kw - 1 : wp]
+    if is_numpy:
+        k = k.astype(padded.dtype)
+        spectrum = scipy.fft.rfft2(padded, s=size, workers=1) * scipy.fft.rfft2(
+            k, s=size, workers=1
+        )
+        full = scipy.fft.irfft2(spectrum, s=size, workers=1)
+    else:
+        k = k.to(padded.dtype)
+        spectrum = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(k, s=size)
+        full = torch.fft.irfft2(spectrum, s=size)
+    return full[..., kh - 1 : hp, kw - 1 : wp]
 
 
 def pad_for_blur(image: torch.Tensor, kh: int, kw: int, mode: str = "reflect") -> torch.Tensor:

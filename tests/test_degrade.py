@@ -1,5 +1,6 @@
 """Blur by valid linear convolution and Poisson-Gaussian photon noise."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,17 @@ def test_matches_direct_convolution_per_image(device, kh, kw):
     torch.testing.assert_close(got32, expected.float(), atol=2e-6, rtol=1e-5)
     # one PSF for the whole batch
     torch.testing.assert_close(blur_valid(padded, psf[0, 0])[1:2], blur_valid(padded[1:2], psf[:1]))
+
+
+def test_numpy_arrays_give_the_torch_result():
+    g = torch.Generator().manual_seed(4)
+    padded = torch.rand(2, 3, 40, 33, generator=g, dtype=torch.float64)
+    psf = random_psfs(2, 12, 9, seed=5)
+    got = blur_valid(padded.numpy(), psf.numpy())
+    assert isinstance(got, np.ndarray) and got.shape == (2, 3, 29, 25)
+    torch.testing.assert_close(torch.from_numpy(got), blur_valid(padded, psf))
+    with pytest.raises(TypeError, match="like padded"):
+        blur_valid(padded.numpy(), psf)
 
 
 def test_pad_for_blur_keeps_the_size_and_alignment():
