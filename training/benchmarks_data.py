@@ -25,6 +25,19 @@ KODAK_CROP = 256
 KODAK_SEED = 0
 
 
+def group_order(groups) -> list[str]:
+    """Groups in reading order: exposures ascending, kernels k1..k8, noise levels ascending."""
+
+    def key(group: str):
+        if group.startswith("k") and group[1:].isdigit():
+            return (0, int(group[1:]))
+        if group.startswith("sigma "):
+            return (0, float(group.split()[1]))
+        return (0, Fraction(group))
+
+    return sorted(set(groups), key=key)
+
+
 def exposure_label(exposure: float) -> str:
     """1/8, 1/4, 1/2, 1 for the paper's exposure fractions."""
     return str(Fraction(exposure).limit_denominator(64))
@@ -32,14 +45,19 @@ def exposure_label(exposure: float) -> str:
 
 def paper_items(test_set_path: str | Path, limit: int | None = None) -> list[dict]:
     """Items of the fixed test set, grouped by exposure. Noise variance from the photon model
-    (`pydeblur.baselines.expected_noise_variance`) with each item's exposure, photons and gauss."""
+    (`pydeblur.baselines.expected_noise_variance`) with each item's exposure, photons and gauss.
+    limit: about `limit` items, all exposures of ceil(limit / exposures) crops spread evenly over the
+    test set (so over its photos)."""
     from pydeblur.baselines import expected_noise_variance
     from pydeblur.datasets import load_test_set
 
     dataset = load_test_set(test_set_path)
-    count = len(dataset) if limit is None else min(limit, len(dataset))
+    per_crop = dataset.per_crop
+    crops = len(dataset) // per_crop
+    wanted = crops if limit is None else min(crops, -(-limit // per_crop))
+    chosen = [round(i * crops / wanted) for i in range(wanted)]
     items = []
-    for index in range(count):
+    for index in (c * per_crop + e for c in chosen for e in range(per_crop)):
         item = dataset[index]
         noise_var = expected_noise_variance(
             item["blurred"][None], item["exposure"], item["photons"], item["gauss"]
@@ -74,15 +92,19 @@ def levin_kernels(folder: str | Path = DATA / "levin") -> list[torch.Tensor]:
 def levin_items(folder: str | Path = DATA / "levin", limit: int | None = None) -> list[dict]:
     """The 32 captured blurred images (greyscale, [1, 255, 255]) with their ground truth and kernels,
     grouped by kernel. The noise variance is estimated from each blurred image
-    (`pydeblur.baselines.estimate_noise_sigma`), the benchmark has no noise model."""
+    (`pydeblur.baselines.estimate_noise_sigma`), the benchmark has no noise model.
+    Ordered so that every prefix is balanced: round r = 0..7 pairs image i with kernel (2 i + r) mod 8,
+    so the first 8 items hold every kernel once and every image twice."""
     from pydeblur.baselines import estimate_noise_sigma
 
     folder = Path(folder)
     kernels = levin_kernels(folder)
+    sharps = {i: _grey(folder / "gt" / f"im{i}.png") for i in range(1, 5)}
     items = []
-    for i in range(1, 5):
-        sharp = _grey(folder / "gt" / f"im{i}.png")
-        for j, kernel in enumerate(kernels, start=1):
+    for r in range(len(kernels)):
+        for i, sharp in sharps.items():
+            j = (2 * (i - 1) + r) % len(kernels) + 1
+            kernel = kernels[j - 1]
             blurred = _grey(folder / "blurred" / f"im{i}_kernel{j}.png")
             items.append(
                 {
@@ -118,8 +140,9 @@ def kodak_items(
     Each photo's central crop x crop region is the sharp image; the blurred image is the linear
     convolution (`pydeblur.degrade.blur_valid`, valid region) of the larger central crop that the
     kernel needs, so its borders hold real image content, then N(0, sigma^2) noise from a generator
-    seeded by (seed, photo, kernel, sigma). Items are ordered sigma, photo, kernel; `limit` keeps the
-    first `limit` items of each sigma.
+    seeded by (seed, photo, kernel, sigma). Within each sigma, round r = 0..7 pairs photo p with
+    kernel (p + r) mod 8, so every prefix is balanced; `limit` keeps the first `limit` items of each
+    sigma (24: every photo once, every kernel 3 times).
     """
     from pydeblur.degrade import blur_valid, valid_offset
 
@@ -128,38 +151,37 @@ def kodak_items(
     if not photos:
         raise FileNotFoundError(f"no kodim*.png photos in {folder}")
     kernels = levin_kernels(levin_folder)
-    per_sigma = len(photos) * len(kernels) if limit is None else limit
+    per_sigma = (
+        len(photos) * len(kernels) if limit is None else min(limit, len(photos) * len(kernels))
+    )
+    pairs = [(p, (p + r) % len(kernels)) for r in range(len(kernels)) for p in range(len(photos))]
+    images = {}
     items = []
     for s_index, sigma in enumerate(sigmas):
-        count = 0
-        for p_index, path in enumerate(photos):
-            if count >= per_sigma:
-                break
-            image = torch.from_numpy(read_image(path)[0]).permute(2, 0, 1)
-            for k_index, kernel in enumerate(kernels):
-                if count >= per_sigma:
-                    break
-                kh, kw = kernel.shape
-                top, left = valid_offset(kh, kw)
-                row = (image.shape[1] - crop) // 2 - top
-                col = (image.shape[2] - crop) // 2 - left
-                padded = image[:, row : row + crop + kh - 1, col : col + crop + kw - 1]
-                blurred = blur_valid(padded[None], kernel)[0]
-                entropy = np.random.SeedSequence([seed, p_index, k_index, s_index])
-                generator = torch.Generator().manual_seed(int(entropy.generate_state(1)[0]))
-                noise = torch.randn(blurred.shape, generator=generator) * sigma
-                items.append(
-                    {
-                        "blurred": blurred + noise,
-                        "sharp": padded[:, top : top + crop, left : left + crop].contiguous(),
-                        "psf": kernel[None],
-                        "group": f"sigma {sigma:g}",
-                        "name": f"{path.stem}_kernel{k_index + 1}_sigma{sigma:g}",
-                        "noise_var": sigma**2,
-                        "aligned": False,
-                    }
-                )
-                count += 1
+        for p_index, k_index in pairs[:per_sigma]:
+            if p_index not in images:
+                images[p_index] = torch.from_numpy(read_image(photos[p_index])[0]).permute(2, 0, 1)
+            image, kernel = images[p_index], kernels[k_index]
+            kh, kw = kernel.shape
+            top, left = valid_offset(kh, kw)
+            row = (image.shape[1] - crop) // 2 - top
+            col = (image.shape[2] - crop) // 2 - left
+            padded = image[:, row : row + crop + kh - 1, col : col + crop + kw - 1]
+            blurred = blur_valid(padded[None], kernel)[0]
+            entropy = np.random.SeedSequence([seed, p_index, k_index, s_index])
+            generator = torch.Generator().manual_seed(int(entropy.generate_state(1)[0]))
+            noise = torch.randn(blurred.shape, generator=generator) * sigma
+            items.append(
+                {
+                    "blurred": blurred + noise,
+                    "sharp": padded[:, top : top + crop, left : left + crop].contiguous(),
+                    "psf": kernel[None],
+                    "group": f"sigma {sigma:g}",
+                    "name": f"{photos[p_index].stem}_kernel{k_index + 1}_sigma{sigma:g}",
+                    "noise_var": sigma**2,
+                    "aligned": False,
+                }
+            )
     return items
 
 

@@ -44,8 +44,13 @@ BLURRED = "Blurred input"
 PAPER_BASELINE = "Paper baseline: Wiener (set's average SNR) + bilateral"
 BEST_FIXED = "Wiener, best single nsr for the set (oracle)"
 ORACLE = "Wiener, per-image best nsr (oracle)"
-RL = f"Richardson-Lucy ({baselines.RL_ITERATIONS} it.)"
-ADMM = f"ADMM-TV ({baselines.ADMM_ITERATIONS} it.)"
+RL = "Richardson-Lucy (iterations tuned for the set)"
+ADMM = "ADMM-TV (weight tuned for the set)"
+# The two classical parameters that depend on the noise level are picked per benchmark, knowing the
+# sharp images of CALIBRATION_IMAGES evenly spaced images of it (favouring the classical methods).
+CALIBRATION_IMAGES = 8
+RL_ITERATION_GRID = (5, 10, 20, 30, 50)
+TV_WEIGHT_GRID = (0.05, 0.1, 0.15, 0.25, 0.4, 0.6)
 
 
 @dataclass
@@ -140,16 +145,55 @@ class SetWiener:
         return baselines.wiener(y, k, self.nsr)
 
 
-def classical_methods(nsr: float, set_wiener: SetWiener) -> list[Method]:
-    """The classical rows, in table order (the per-image oracle must come before the best fixed)."""
+def classical_methods(nsr: float, set_wiener: SetWiener, tuned: dict) -> list[Method]:
+    """The classical rows, in table order (the per-image oracle must come before the best fixed).
+    tuned: {"rl_iterations", "tv_weight"} from `calibrate`."""
+    iterations, weight = tuned["rl_iterations"], tuned["tv_weight"]
     return [
         Method(BLURRED, lambda y, k, x: y),
         Method(PAPER_BASELINE, lambda y, k, x: baselines.paper_baseline(y, k, nsr)),
         Method(ORACLE, set_wiener.oracle, 4),
         Method(BEST_FIXED, set_wiener.best_fixed),
-        Method(RL, lambda y, k, x: baselines.richardson_lucy(y, k)),
-        Method(ADMM, lambda y, k, x: baselines.admm_tv(y, k)),
+        Method(RL, lambda y, k, x: baselines.richardson_lucy(y, k, iterations)),
+        Method(ADMM, lambda y, k, x: baselines.admm_tv(y, k, weight=weight)),
     ]
+
+
+def evenly_spaced(count: int, total: int) -> list[int]:
+    """`count` indices spread evenly over range(total) (all of them when count >= total)."""
+    if count >= total:
+        return list(range(total))
+    return [round(i * (total - 1) / (count - 1)) if count > 1 else 0 for i in range(count)]
+
+
+@torch.no_grad()
+def calibrate(items: list[dict], device: torch.device, log=print) -> dict:
+    """The Richardson-Lucy iteration count and the ADMM-TV weight (lam per noise sigma) with the best
+    mean PSNR on CALIBRATION_IMAGES evenly spaced images of the set, from RL_ITERATION_GRID and
+    TV_WEIGHT_GRID."""
+    chosen = [items[i] for i in evenly_spaced(CALIBRATION_IMAGES, len(items))]
+
+    def mean_psnr(run) -> float:
+        total = 0.0
+        for _, chunk in batches(chosen, 4):
+            blurred, psf, sharp = stack(chunk, device)
+            total += float(score_images(run(blurred, psf), sharp, chunk[0]["aligned"])[0].sum())
+        return total / len(chosen)
+
+    rl = {
+        n: mean_psnr(lambda y, k, n=n: baselines.richardson_lucy(y, k, n))
+        for n in RL_ITERATION_GRID
+    }
+    tv = {w: mean_psnr(lambda y, k, w=w: baselines.admm_tv(y, k, weight=w)) for w in TV_WEIGHT_GRID}
+    tuned = {
+        "rl_iterations": max(rl, key=rl.get),
+        "tv_weight": max(tv, key=tv.get),
+        "calibration_images": [item["name"] for item in chosen],
+        "rl_psnr": rl,
+        "tv_psnr": tv,
+    }
+    log(f"  calibrated: RL {tuned['rl_iterations']} iterations, TV weight {tuned['tv_weight']}")
+    return tuned
 
 
 def model_method(name_or_path: str, device: torch.device, batch_size: int) -> tuple[Method, dict]:
@@ -207,7 +251,7 @@ def stack(
     )
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def run_method(
     method: Method, items: list[dict], device: torch.device, keep: set[int]
 ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
@@ -226,21 +270,25 @@ def run_method(
     return torch.cat(psnrs), torch.cat(ssims), kept
 
 
-@torch.inference_mode()
-def time_method(method: Method, item: dict, device: torch.device, repeats: int = 3) -> float:
-    """Median seconds for one image (batch 1) after one warm-up run."""
+@torch.no_grad()
+def time_method(
+    method: Method, item: dict, device: torch.device, repeats: int = 3
+) -> tuple[float, float]:
+    """Median wall-clock and process CPU seconds for one image (batch 1) after one warm-up run. On a
+    shared machine the wall time grows with the load; the CPU time (all threads) does not."""
     blurred, psf, sharp = stack([item], device)
     method.run(blurred, psf, sharp)
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         method.run(blurred, psf, sharp)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def summarise(items: list[dict], psnrs: torch.Tensor, ssims: torch.Tensor) -> dict:
@@ -272,7 +320,8 @@ def evaluate_set(
     aligned = items[0]["aligned"]
     average_snr, nsr = set_nsr(items)
     set_wiener = SetWiener(aligned)
-    methods = classical_methods(nsr, set_wiener) + models
+    tuned = calibrate(items, device, log)
+    methods = classical_methods(nsr, set_wiener, tuned) + models
     keep = set(figure_indices)
     results, kept = {}, {}
     for method in methods:
@@ -284,16 +333,18 @@ def evaluate_set(
         )
     if timing:
         for method in methods:
-            seconds = time_method(method, items[0], device)
-            results[method.name]["time_s"] = seconds
+            wall, cpu = time_method(method, items[0], device)
+            results[method.name]["time_s"] = wall
+            results[method.name]["cpu_time_s"] = cpu
     return (
         {
             "title": SET_TITLES[name],
             "n_images": len(items),
-            "groups": list(dict.fromkeys(item["group"] for item in items)),
+            "groups": benchmarks_data.group_order(item["group"] for item in items),
             "average_snr_db": average_snr,
             "paper_baseline_nsr": nsr,
             "best_single_nsr": set_wiener.nsr,
+            "tuned": tuned,
             "timed_image": list(items[0]["blurred"].shape) if timing else None,
             "methods": results,
             "names": [item["name"] for item in items],
@@ -316,17 +367,18 @@ def markdown(results: dict) -> str:
         lines.append(
             f"{block['n_images']} images; PSNR (dB) / SSIM. Paper baseline nsr "
             f"{block['paper_baseline_nsr']:.3g} (average SNR {block['average_snr_db']:.2f} dB); "
-            f"best single nsr {block['best_single_nsr']:.3g}."
+            f"best single nsr {block['best_single_nsr']:.3g}; Richardson-Lucy "
+            f"{block['tuned']['rl_iterations']} iterations; ADMM-TV weight {block['tuned']['tv_weight']}."
         )
         lines.append("")
-        header = ["method", *groups, "all"] + (["time (s)"] if timed else [])
+        header = ["method", *groups, "all"] + (["time (s)", "CPU time (s)"] if timed else [])
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for method, r in block["methods"].items():
             cells = [f"{r['groups'][g]['psnr']:.2f} / {r['groups'][g]['ssim']:.3f}" for g in groups]
             cells.append(f"**{r['psnr']:.2f}** / {r['ssim']:.3f}")
             if timed:
-                cells.append(f"{r['time_s']:.3f}")
+                cells += [f"{r['time_s']:.3f}", f"{r['cpu_time_s']:.3f}"]
             lines.append("| " + " | ".join([method, *cells]) + " |")
         lines.append("")
         if name == "paper":
@@ -433,12 +485,12 @@ def load_items(name: str, args: argparse.Namespace) -> list[dict]:
 
 
 def figure_indices(name: str, items: list[dict]) -> list[int]:
-    """Which items the figures show: the first crop's 4 exposures (paper), one image with 4 kernels
-    (Levin), the first photo at each noise level (Kodak)."""
+    """Which items the figures show: the first crop's 4 exposures (paper), the first 4 items (Levin:
+    4 images, 4 kernels), the first photo at each noise level (Kodak)."""
     if name == "paper":
         return list(range(min(4, len(items))))
     if name == "levin":
-        return list(range(0, min(8, len(items)), 2))
+        return list(range(min(4, len(items))))
     first = {}
     for index, item in enumerate(items):
         first.setdefault(item["group"], index)
