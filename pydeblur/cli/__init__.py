@@ -5,7 +5,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS: list[str] = []
+SUBCOMMANDS: list[str] = ["psf_cmd", "blur_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
