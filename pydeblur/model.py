@@ -26,6 +26,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "pydeblur.DeblurNet/1"
 
 HEADS = ("direct", "mix")
+MIX_START_SNR_DB = (
+    21.0  # the "mix" head starts from the blurred image and the Wiener images up to this
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,12 @@ class ModelConfig:
       (nsr = 10^(-snr/10)), "linear" as ratios (nsr = 1/snr, how the paper's code read them: an ablation).
     dropout: drop probability inside each block (the paper's "0.8" was a keep probability: 0.2 here).
     head: "direct" (the paper): the last conv outputs the image. "mix": residual learning on top of the
-      Wiener stack: the last conv outputs S per-pixel logits and 3 residual channels, and the image is
-      the softmax-weighted mix of the S Wiener images plus the residual (starts as their average).
+      Wiener stack: the last conv outputs 1 + S per-pixel logits and 3 residual channels, and the image
+      is the softmax-weighted mix of the blurred image and the S Wiener images plus the residual. It
+      starts as the mix of the blurred image and the Wiener images at SNR <= 21 dB (weight e^-3 for the
+      others), a fair estimate at every noise level, so training refines instead of starting from noise.
+    clamp_features: clip the Wiener images to [-0.5, 1.5] (sharp images are in [0, 1]; beyond is
+      amplified noise) before the trunk and the mix.
     bilateral_tail: our `bilateral_filter` as the last layer (the paper's option).
     normalize_input: standardise the features by the blurred image's mean and std (per image), and undo
       it on the output (the paper tried it).
@@ -57,6 +64,7 @@ class ModelConfig:
     bilateral_tail: bool = False
     normalize_input: bool = False
     learn_nsr: bool = False
+    clamp_features: bool = False
     margin: int | None = None
     image_channels: int = field(default=3)
 
@@ -92,9 +100,13 @@ CONFIGS: dict[str, ModelConfig] = {
     # The paper: 12 ResBlocks, 64 channels, 5x5, dropout keep 0.8, SNRs 9..65 dB, direct output.
     "paper": ModelConfig(),
     # The shipped CPU model: residual mix on top of the Wiener stack, 3x3 convs, moderate width.
-    "default": ModelConfig(blocks=5, channels=32, kernel_size=3, dropout=0.0, head="mix"),
+    "default": ModelConfig(
+        blocks=5, channels=32, kernel_size=3, dropout=0.0, head="mix", clamp_features=True
+    ),
     # The network DESIGN.md measured on these CPUs (6 blocks, 48 channels, 3x3).
-    "small": ModelConfig(blocks=6, channels=48, kernel_size=3, dropout=0.0, head="mix"),
+    "small": ModelConfig(
+        blocks=6, channels=48, kernel_size=3, dropout=0.0, head="mix", clamp_features=True
+    ),
     # For tests: a few thousand parameters.
     "tiny": ModelConfig(blocks=1, channels=8, kernel_size=3, dropout=0.0, head="mix"),
 }
@@ -129,14 +141,16 @@ class DeblurNet(nn.Module):
             self.register_buffer("log_nsr", log_nsr)
         c, k = config.channels, config.kernel_size
         in_channels = feature_channels(num_snr, config.image_channels)
-        out_channels = config.image_channels + (num_snr if config.head == "mix" else 0)
+        out_channels = config.image_channels + (1 + num_snr if config.head == "mix" else 0)
         self.conv_in = nn.Conv2d(in_channels, c, k, padding=k // 2)
         self.blocks = nn.Sequential(*(ResBlock(c, k, config.dropout) for _ in range(config.blocks)))
         self.conv_out = nn.Conv2d(c, out_channels, k, padding=k // 2)
         if config.head == "mix":
-            # Starts as the plain average of the Wiener images; training learns where to pick which.
             nn.init.zeros_(self.conv_out.weight)
             nn.init.zeros_(self.conv_out.bias)
+            with torch.no_grad():
+                logits = self.conv_out.bias[config.image_channels :]
+                logits[1:][torch.tensor(config.snr_db) > MIX_START_SNR_DB] = -3.0
 
     @property
     def nsr(self) -> torch.Tensor:
@@ -154,6 +168,9 @@ class DeblurNet(nn.Module):
                 f"blurred must be [B, {cfg.image_channels}, H, W], got shape {tuple(blurred.shape)}"
             )
         feats = self.features(blurred, psf)
+        if cfg.clamp_features:
+            n = cfg.image_channels
+            feats = torch.cat([feats[:, :n], feats[:, n:].clamp(-0.5, 1.5)], dim=1)
         if cfg.normalize_input:
             mean = blurred.mean(dim=(1, 2, 3), keepdim=True)
             std = blurred.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
@@ -164,8 +181,10 @@ class DeblurNet(nn.Module):
             out = trunk
         else:
             n = cfg.image_channels
-            bank = feats[:, n:].unflatten(1, (-1, n))  # [B, S, C, H, W]
-            weights = torch.softmax(trunk[:, n:].float(), dim=1).unsqueeze(2)  # [B, S, 1, H, W]
+            bank = feats.unflatten(
+                1, (-1, n)
+            )  # [B, 1 + S, C, H, W]: blurred, then the Wiener images
+            weights = torch.softmax(trunk[:, n:].float(), dim=1).unsqueeze(2)  # [B, 1 + S, 1, H, W]
             out = (weights * bank.float()).sum(dim=1) + trunk[:, :n]
         if cfg.normalize_input:
             out = out * std + mean

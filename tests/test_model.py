@@ -1,6 +1,7 @@
 """The network: shapes, heads, options, gradients, and safetensors save/load with its model card."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -67,12 +68,30 @@ def test_snr_modes():
     torch.testing.assert_close(linear.nsr, 1 / torch.tensor(PAPER_SNR_DB))
 
 
-def test_mix_head_starts_as_the_average_wiener_image():
+def test_mix_head_starts_from_the_blurred_and_the_regularised_wiener_images():
     model = DeblurNet("tiny")
     blurred, psf = inputs()
-    feats = model.features(blurred, psf)
-    expected = feats[:, 3:].unflatten(1, (-1, 3)).mean(dim=1)
+    candidates = model.features(blurred, psf).unflatten(
+        1, (-1, 3)
+    )  # blurred, then 15 Wiener images
+    weights = torch.tensor([1.0] + [1.0 if snr <= 21 else math.exp(-3) for snr in PAPER_SNR_DB])
+    expected = (candidates * (weights / weights.sum()).view(1, -1, 1, 1, 1)).sum(dim=1)
     torch.testing.assert_close(model(blurred, psf), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_clamp_features_clips_only_the_wiener_images():
+    cfg = ModelConfig(
+        blocks=0, channels=4, kernel_size=3, dropout=0.0, head="mix", clamp_features=True
+    )
+    model = DeblurNet(cfg)
+    blurred, psf = inputs()
+    blurred = blurred * 4 - 2  # out of range on purpose
+    raw = model.features(blurred, psf).unflatten(1, (-1, 3))
+    clipped = torch.cat([raw[:, :1], raw[:, 1:].clamp(-0.5, 1.5)], dim=1)
+    weights = torch.softmax(model.conv_out.bias[3:], 0).view(1, -1, 1, 1, 1)
+    torch.testing.assert_close(
+        model(blurred, psf), (clipped * weights).sum(1), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_learned_nsr_gets_a_gradient_and_fixed_nsr_does_not():
@@ -87,16 +106,30 @@ def test_learned_nsr_gets_a_gradient_and_fixed_nsr_does_not():
     assert "log_nsr" in fixed.state_dict()
 
 
-def test_normalize_input_and_bilateral_tail_run():
+def test_normalize_input_is_undone_on_the_output():
     blurred, psf = inputs()
     cfg = ModelConfig(
-        blocks=1, channels=8, kernel_size=3, dropout=0.1, normalize_input=True, bilateral_tail=True
+        blocks=1, channels=8, kernel_size=3, dropout=0.0, head="direct", normalize_input=True
     )
     model = DeblurNet(cfg).eval()
-    out = model(blurred, psf)
-    assert out.shape == blurred.shape and torch.isfinite(out).all()
-    # Normalisation is undone on the output: scaling the input scales the mix-free direct output.
-    torch.testing.assert_close(model(blurred, psf), out)  # eval mode: dropout off, deterministic
+    with torch.no_grad():
+        model.conv_out.weight.zero_()
+        model.conv_out.bias.fill_(0.5)  # the trunk outputs 0.5 in normalised units
+    mean = blurred.mean(dim=(1, 2, 3), keepdim=True)
+    std = blurred.std(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(model(blurred, psf), (0.5 * std + mean).expand_as(blurred))
+
+
+def test_bilateral_tail_filters_the_output():
+    from pydeblur import ops
+
+    if not hasattr(ops, "bilateral_filter"):
+        pytest.skip("pydeblur.ops.bilateral_filter is not merged into this branch yet")
+    blurred, psf = inputs()
+    plain = DeblurNet("tiny").eval()
+    tailed = DeblurNet(ModelConfig(**{**plain.config.to_dict(), "bilateral_tail": True})).eval()
+    tailed.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(tailed(blurred, psf), ops.bilateral_filter(plain(blurred, psf)))
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ class TrainOptions:
     out: str = "runs/tiny"
     data: str | None = None  # folder of photos (None: the datasets' default)
     seed: int = 0
+    split_seed: int = 0  # the photo split (pydeblur.datasets.split_photos), shared with evaluation
     batch_size: int = 2
     crop: int = 48
     lr: float = 1e-3
@@ -108,30 +109,38 @@ def run_device(opts: TrainOptions, where: Dist) -> torch.device:
 # ---------------------------------------------------------------- data
 
 
-def build_data(opts: TrainOptions, where: Dist) -> tuple[Any, list[tuple[torch.Tensor, ...]]]:
-    """The training dataset and a fixed validation list of (blurred, psf, sharp) batches."""
+DEFAULT_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
+TRAIN_REPEATS = 1000  # the training photo list repeated: crop c comes from photo c % n_photos
+
+
+def build_data(opts: TrainOptions) -> tuple[Any, list[tuple[torch.Tensor, ...]]]:
+    """The training dataset (train split) and a fixed validation list of (blurred, psf, sharp).
+
+    Training crops cycle through the photos (crop c of photo c % n) so that any window of
+    consecutive crops covers every photo, with opts.photons / opts.gauss noise ranges. Validation
+    uses the val split at the paper's noise (lambda 2048, sigma 0.05), the protocol of the test set.
+    """
     from pydeblur import datasets
 
-    split = datasets.split_photos(opts.data) if opts.data else datasets.split_photos()
+    split = datasets.split_photos(opts.data or DEFAULT_PHOTOS, seed=opts.split_seed)
     train = datasets.BlurredCrops(
-        split.train,
-        crop=opts.crop,
-        length=opts.steps_per_epoch * opts.batch_size * where.world,
+        split["train"] * TRAIN_REPEATS,
+        crops_per_photo=1,
+        crop_size=opts.crop,
         photons=opts.photons,
         gauss=opts.gauss,
         augment=True,
         seed=opts.seed,
     )
+    per_photo = max(1, opts.val_crops // (len(split["val"]) * len(train.exposures)))
     val = datasets.BlurredCrops(
-        split.val,
-        crop=opts.val_crop,
-        length=opts.val_crops,
-        photons=opts.photons,
-        gauss=opts.gauss,
-        augment=False,
-        seed=opts.seed + 1_000_003,
+        split["val"], per_photo, crop_size=opts.val_crop, seed=opts.seed + 1
     )
-    val_batches = [unpack(val[i]) for i in range(len(val))]
+    items = [unpack(val[i]) for i in range(len(val))]
+    val_batches = [
+        tuple(torch.cat(part) for part in zip(*items[i : i + 8], strict=True))
+        for i in range(0, len(items), 8)
+    ]
     return train, val_batches
 
 
@@ -143,21 +152,50 @@ def unpack(item: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         blurred, psf, sharp = item
     if blurred.dim() == 3:
         blurred, psf, sharp = blurred[None], psf[None], sharp[None]
-    if psf.dim() == 3:
-        psf = psf.unsqueeze(1)
     return blurred, psf, sharp
 
 
-def make_loader(dataset, opts: TrainOptions, where: Dist, epoch: int) -> Iterable:
-    """Batches for one epoch, in an order fixed by (seed, epoch): exact on resume."""
-    if where.world > 1:
-        sampler = torch.utils.data.DistributedSampler(
-            dataset, num_replicas=where.world, rank=where.rank, shuffle=True, seed=opts.seed
-        )
-        sampler.set_epoch(epoch)
-    else:
-        generator = torch.Generator().manual_seed(opts.seed * 1_000_003 + epoch)
-        sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
+class EpochSampler(torch.utils.data.Sampler):
+    """Epoch e draws `count` items from a window of consecutive items, shuffled by (seed, e).
+
+    The dataset is practically endless (every index is a new crop), so an epoch is a window, not a
+    pass: epoch e starts where epoch e - 1 ended, and no item is seen twice until the dataset wraps.
+    Windows of consecutive crops share `pydeblur.datasets`' trajectory blocks (128 crops made by one
+    vectorised call), which makes loading about 3x cheaper than indices scattered over the dataset.
+    With world > 1 it is a distributed sampler: rank r takes items r, r + world, ... of the shuffled
+    window (like DistributedSampler, whose per-epoch pass over the whole dataset does not fit here);
+    call `set_epoch` before each epoch.
+    """
+
+    def __init__(self, n_items: int, count: int, seed: int, rank: int = 0, world: int = 1):
+        if count % world:
+            raise ValueError(f"count ({count}) must be a multiple of the world size ({world})")
+        self.n_items, self.count, self.seed = n_items, count, seed
+        self.rank, self.world, self.epoch = rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.count // self.world
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        window = (
+            self.epoch * self.count + torch.randperm(self.count, generator=generator)
+        ) % self.n_items
+        return iter(window[self.rank :: self.world].tolist())
+
+
+def make_loader(dataset, opts: TrainOptions, where: Dist) -> torch.utils.data.DataLoader:
+    """One loader for the whole run (persistent workers keep decoded photos); set_epoch per epoch."""
+    sampler = EpochSampler(
+        len(dataset),
+        opts.steps_per_epoch * opts.batch_size * where.world,
+        opts.seed,
+        where.rank,
+        where.world,
+    )
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=opts.batch_size,
@@ -165,7 +203,7 @@ def make_loader(dataset, opts: TrainOptions, where: Dist, epoch: int) -> Iterabl
         num_workers=opts.workers,
         pin_memory=opts.device.startswith("cuda"),
         drop_last=True,
-        persistent_workers=False,
+        persistent_workers=opts.workers > 0,
     )
 
 
@@ -452,11 +490,13 @@ def run(
             print(f"init-from {init}: {copied} of {total} tensors copied")
     trainer.wrap()
     if train_data is None:
-        train_data, built_val = build_data(opts, where)
+        train_data, built_val = build_data(opts)
         val_batches = built_val if val_batches is None else val_batches
+    loader = make_loader(train_data, opts, where)
     try:
         for epoch in range(trainer.epoch, opts.epochs):
-            stats = trainer.train_epoch(make_loader(train_data, opts, where, epoch), epoch)
+            loader.sampler.set_epoch(epoch)
+            stats = trainer.train_epoch(loader, epoch)
             trainer.epoch = epoch + 1
             if where.main:
                 row = {"epoch": epoch + 1, "step": trainer.step, **stats}
