@@ -83,10 +83,13 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path):
     test_set = tmp_path / "test_set.safetensors"
     save_test_set(BlurredCrops([photo], crops_per_photo=1, crop_size=64, psf_size=15), test_set)
     torch.manual_seed(0)
-    weights = save_weights(DeblurNet("tiny"), tmp_path / "tiny.safetensors", {"name": "tiny-random"})
+    weights = save_weights(
+        DeblurNet("tiny"), tmp_path / "tiny.safetensors", {"name": "tiny-random"}
+    )
 
     out = tmp_path / "out"
-    args = ["--sets", "paper,levin,kodak", "--limit", "2", "--kodak-crop", "64"]
+    args = ["--sets", "paper,levin,kodak", "--limit", "2", "--kodak-crop", "64", "--no-calibration"]
+    args += ["--timing-repeats", "1"]
     args += ["--test-set", str(test_set), "--model", str(weights), "--out", str(out)]
     assert main(args) == 0
 
@@ -106,3 +109,17 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path):
     assert "Model: tiny-random" in text and "Table 1" in text
     for name in ("paper", "levin", "kodak"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+
+
+def test_calibration_picks_the_best_of_its_grids(monkeypatch):
+    needs_data("kodak")
+    from training import evaluate
+
+    items = benchmarks_data.kodak_items(crop=48, limit=2, sigmas=(0.03,))
+    monkeypatch.setattr(evaluate, "RL_ITERATION_GRID", (2, 40))
+    monkeypatch.setattr(evaluate, "TV_WEIGHT_GRID", (0.001, 0.3))
+    tuned = evaluate.calibrate(items, torch.device("cpu"), log=lambda line: None)
+    # At sigma 0.03, 40 RL iterations amplify the noise and a tiny TV weight barely regularises.
+    assert tuned["rl_iterations"] == 2 and tuned["tv_weight"] == 0.3
+    assert tuned["rl_psnr"][2] > tuned["rl_psnr"][40]
+    assert len(tuned["calibration_images"]) == 2

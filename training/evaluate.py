@@ -51,6 +51,10 @@ ADMM = "ADMM-TV (weight tuned for the set)"
 CALIBRATION_IMAGES = 8
 RL_ITERATION_GRID = (5, 10, 20, 30, 50)
 TV_WEIGHT_GRID = (0.05, 0.1, 0.15, 0.25, 0.4, 0.6)
+DEFAULT_TUNING = {
+    "rl_iterations": baselines.RL_ITERATIONS,
+    "tv_weight": baselines.TV_WEIGHT_PER_SIGMA,
+}
 
 
 @dataclass
@@ -315,12 +319,14 @@ def evaluate_set(
     timing: bool,
     figure_indices: list[int],
     log=print,
+    calibration: bool = True,
+    timing_repeats: int = 3,
 ) -> tuple[dict, dict[str, dict[int, torch.Tensor]]]:
     """All methods on one benchmark: ({"methods": {name: summary}, ...}, restored images kept)."""
     aligned = items[0]["aligned"]
     average_snr, nsr = set_nsr(items)
     set_wiener = SetWiener(aligned)
-    tuned = calibrate(items, device, log)
+    tuned = calibrate(items, device, log) if calibration else DEFAULT_TUNING
     methods = classical_methods(nsr, set_wiener, tuned) + models
     keep = set(figure_indices)
     results, kept = {}, {}
@@ -333,7 +339,7 @@ def evaluate_set(
         )
     if timing:
         for method in methods:
-            wall, cpu = time_method(method, items[0], device)
+            wall, cpu = time_method(method, items[0], device, timing_repeats)
             results[method.name]["time_s"] = wall
             results[method.name]["cpu_time_s"] = cpu
     return (
@@ -462,6 +468,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-batch", type=int, default=4, help="images per model call")
     parser.add_argument("--no-timing", action="store_true", help="skip the per-image timing")
     parser.add_argument("--no-figures", action="store_true", help="skip the comparison figures")
+    parser.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="use the library's default RL iterations and TV weight instead of tuning them per set",
+    )
+    parser.add_argument(
+        "--timing-repeats", type=int, default=3, help="timed runs per method (median)"
+    )
     args = parser.parse_args(argv)
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = set(args.sets) - set(SETS)
@@ -469,6 +483,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"--sets must name some of {', '.join(SETS)}, got {', '.join(sorted(unknown)) or 'none'}"
         )
+    if args.timing_repeats < 1:
+        parser.error(f"--timing-repeats must be at least 1, got {args.timing_repeats}")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
     return args
@@ -526,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
             timing=(name == "paper" and not args.no_timing),
             figure_indices=shown,
             log=lambda line: print(line, file=sys.stderr),
+            calibration=not args.no_calibration,
+            timing_repeats=args.timing_repeats,
         )
         results["sets"][name] = block
         if not args.no_figures:
