@@ -453,7 +453,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a shipped model name or a .safetensors file; repeat for several (ablations)",
     )
     parser.add_argument(
-        "--limit", type=int, default=None, help="at most N images per set (Kodak: per noise level)"
+        "--limit",
+        default=None,
+        help="at most N images per set (Kodak: per noise level), or per set: paper=64,kodak=24",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/evaluation"), help="output folder")
     parser.add_argument(
@@ -485,18 +487,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.timing_repeats < 1:
         parser.error(f"--timing-repeats must be at least 1, got {args.timing_repeats}")
-    if args.limit is not None and args.limit < 1:
-        parser.error(f"--limit must be at least 1, got {args.limit}")
+    try:
+        args.limit = parse_limits(args.limit)
+    except ValueError as error:
+        parser.error(f"--limit: {error}")
     return args
+
+
+def parse_limits(text: str | None) -> dict[str, int]:
+    """ "N" -> every set N; "paper=64,kodak=24" -> those sets (the others unlimited)."""
+    if text is None:
+        return {}
+    if "=" not in text:
+        pairs = [(name, text) for name in SETS]
+    else:
+        pairs = [tuple(part.split("=", 1)) for part in text.split(",") if part.strip()]
+    limits = {}
+    for name, value in pairs:
+        name = name.strip()
+        if name not in SETS:
+            raise ValueError(f"unknown set {name!r} (have {', '.join(SETS)})")
+        if not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"a limit must be a positive integer, got {value!r}")
+        limits[name] = int(value)
+    return limits
 
 
 def load_items(name: str, args: argparse.Namespace) -> list[dict]:
     if name == "paper":
-        return benchmarks_data.paper_items(args.test_set, args.limit)
+        return benchmarks_data.paper_items(args.test_set, args.limit.get(name))
     if name == "levin":
-        return benchmarks_data.levin_items(args.levin, args.limit)
+        return benchmarks_data.levin_items(args.levin, args.limit.get(name))
     return benchmarks_data.kodak_items(
-        args.kodak, args.levin, crop=args.kodak_crop, limit=args.limit
+        args.kodak, args.levin, crop=args.kodak_crop, limit=args.limit.get(name)
     )
 
 
