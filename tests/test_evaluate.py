@@ -123,3 +123,15 @@ def test_calibration_picks_the_best_of_its_grids(monkeypatch):
     assert tuned["rl_iterations"] == 2 and tuned["tv_weight"] == 0.3
     assert tuned["rl_psnr"][2] > tuned["rl_psnr"][40]
     assert len(tuned["calibration_images"]) == 2
+
+
+def test_limits_per_set():
+    from training.evaluate import parse_limits
+
+    assert parse_limits(None) == {}
+    assert parse_limits("3") == {"paper": 3, "levin": 3, "kodak": 3}
+    assert parse_limits("paper=64,kodak=24") == {"paper": 64, "kodak": 24}
+    with pytest.raises(ValueError, match="unknown set"):
+        parse_limits("mnist=3")
+    with pytest.raises(ValueError, match="positive"):
+        parse_limits("paper=0")
