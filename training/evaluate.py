@@ -201,7 +201,7 @@ def calibrate(items: list[dict], device: torch.device, log=print) -> dict:
 
 
 def model_method(name_or_path: str, device: torch.device, batch_size: int) -> tuple[Method, dict]:
-    """A model as a table row, labelled by its model card ("name", else the file's stem); greyscale
+    """A model as a table row, labelled by its model card ("name", else folder/stem of the file); greyscale
     inputs are replicated to 3 channels and the output's channels averaged."""
     from pydeblur.model import load_model, read_card, resolve_weights
 
@@ -211,7 +211,7 @@ def model_method(name_or_path: str, device: torch.device, batch_size: int) -> tu
         card = read_card(name_or_path)
     except FileNotFoundError:
         card = {}
-    label = str(card.get("name") or path.stem)
+    label = str(card.get("name") or f"{path.parent.name}/{path.stem}")
     channels = model.config.image_channels
 
     def run(y: torch.Tensor, k: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -321,13 +321,18 @@ def evaluate_set(
     log=print,
     calibration: bool = True,
     timing_repeats: int = 3,
+    classical: bool = True,
 ) -> tuple[dict, dict[str, dict[int, torch.Tensor]]]:
     """All methods on one benchmark: ({"methods": {name: summary}, ...}, restored images kept)."""
     aligned = items[0]["aligned"]
     average_snr, nsr = set_nsr(items)
     set_wiener = SetWiener(aligned)
-    tuned = calibrate(items, device, log) if calibration else DEFAULT_TUNING
-    methods = classical_methods(nsr, set_wiener, tuned) + models
+    if classical:
+        tuned = calibrate(items, device, log) if calibration else DEFAULT_TUNING
+        methods = classical_methods(nsr, set_wiener, tuned) + models
+    else:
+        tuned = {"rl_iterations": None, "tv_weight": None}
+        methods = [Method(BLURRED, lambda y, k, x: y)] + models
     keep = set(figure_indices)
     results, kept = {}, {}
     for method in methods:
@@ -370,12 +375,15 @@ def markdown(results: dict) -> str:
         timed = block["timed_image"] is not None
         lines.append(f"### {block['title']}")
         lines.append("")
-        lines.append(
-            f"{block['n_images']} images; PSNR (dB) / SSIM. Paper baseline nsr "
-            f"{block['paper_baseline_nsr']:.3g} (average SNR {block['average_snr_db']:.2f} dB); "
-            f"best single nsr {block['best_single_nsr']:.3g}; Richardson-Lucy "
-            f"{block['tuned']['rl_iterations']} iterations; ADMM-TV weight {block['tuned']['tv_weight']}."
-        )
+        note = f"{block['n_images']} images; PSNR (dB) / SSIM."
+        if block["best_single_nsr"] is not None:
+            note += (
+                f" Paper baseline nsr {block['paper_baseline_nsr']:.3g} (average SNR "
+                f"{block['average_snr_db']:.2f} dB); best single nsr {block['best_single_nsr']:.3g}; "
+                f"Richardson-Lucy {block['tuned']['rl_iterations']} iterations; ADMM-TV weight "
+                f"{block['tuned']['tv_weight']}."
+            )
+        lines.append(note)
         lines.append("")
         header = ["method", *groups, "all"] + (["time (s)", "CPU time (s)"] if timed else [])
         lines.append("| " + " | ".join(header) + " |")
@@ -478,6 +486,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--timing-repeats", type=int, default=3, help="timed runs per method (median)"
     )
+    parser.add_argument(
+        "--models-only",
+        action="store_true",
+        help="rows: the blurred input and the models only (skip the classical methods)",
+    )
     args = parser.parse_args(argv)
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = set(args.sets) - set(SETS)
@@ -485,6 +498,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"--sets must name some of {', '.join(SETS)}, got {', '.join(sorted(unknown)) or 'none'}"
         )
+    if args.models_only and not args.model:
+        parser.error("--models-only needs at least one --model")
     if args.timing_repeats < 1:
         parser.error(f"--timing-repeats must be at least 1, got {args.timing_repeats}")
     try:
@@ -567,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             log=lambda line: print(line, file=sys.stderr),
             calibration=not args.no_calibration,
             timing_repeats=args.timing_repeats,
+            classical=not args.models_only,
         )
         results["sets"][name] = block
         if not args.no_figures:
