@@ -282,11 +282,11 @@ def expected_noise_variance(
     image = (Poisson(lambda T b) + N(0, sigma^2)) / (lambda T) has variance b / (lambda T) +
     sigma^2 / (lambda T)^2 at a pixel of clean blurred value b; the mean over pixels uses mean(y) for
     mean(b) (the noise has zero mean). exposure T, photons lambda, gauss sigma: [B] or scalars."""
-    scale = torch.as_tensor(photons, dtype=torch.float64) * torch.as_tensor(
-        exposure, dtype=torch.float64
-    )
+    as_float64 = {"dtype": torch.float64, "device": blurred.device}
+    scale = torch.as_tensor(photons, **as_float64) * torch.as_tensor(exposure, **as_float64)
+    sigma = torch.as_tensor(gauss, **as_float64)
     mean_b = blurred.double().flatten(1).mean(1).clamp_min(0)
-    return mean_b / scale + torch.as_tensor(gauss, dtype=torch.float64).square() / scale.square()
+    return mean_b / scale + sigma.square() / scale.square()
 
 
 def snr_db(sharp: torch.Tensor, noise_variance: torch.Tensor) -> torch.Tensor:
