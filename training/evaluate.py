@@ -319,7 +319,7 @@ def evaluate_set(
     timing: bool,
     figure_indices: list[int],
     log=print,
-    calibration: bool = True,
+    calibration: bool | dict = True,
     timing_repeats: int = 3,
     classical: bool = True,
 ) -> tuple[dict, dict[str, dict[int, torch.Tensor]]]:
@@ -328,7 +328,7 @@ def evaluate_set(
     average_snr, nsr = set_nsr(items)
     set_wiener = SetWiener(aligned)
     if classical:
-        tuned = calibrate(items, device, log) if calibration else DEFAULT_TUNING
+        tuned = calibrate(items, device, log) if calibration is True else calibration
         methods = classical_methods(nsr, set_wiener, tuned) + models
     else:
         tuned = {"rl_iterations": None, "tv_weight": None}
@@ -483,6 +483,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="use the library's default RL iterations and TV weight instead of tuning them per set",
     )
+    parser.add_argument("--rl-iterations", type=int, help="fix the RL iterations (no calibration)")
+    parser.add_argument("--tv-weight", type=float, help="fix the ADMM-TV weight (no calibration)")
     parser.add_argument(
         "--timing-repeats", type=int, default=3, help="timed runs per method (median)"
     )
@@ -507,6 +509,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError as error:
         parser.error(f"--limit: {error}")
     return args
+
+
+def fixed_tuning(args: argparse.Namespace) -> bool | dict:
+    """True (calibrate per set) unless --no-calibration, --rl-iterations or --tv-weight fix the values."""
+    if not (args.no_calibration or args.rl_iterations or args.tv_weight):
+        return True
+    return {
+        "rl_iterations": args.rl_iterations or DEFAULT_TUNING["rl_iterations"],
+        "tv_weight": args.tv_weight or DEFAULT_TUNING["tv_weight"],
+    }
 
 
 def parse_limits(text: str | None) -> dict[str, int]:
@@ -539,10 +551,18 @@ def load_items(name: str, args: argparse.Namespace) -> list[dict]:
 
 
 def figure_indices(name: str, items: list[dict]) -> list[int]:
-    """Which items the figures show: the first crop's 4 exposures (paper), the first 4 items (Levin:
-    4 images, 4 kernels), the first photo at each noise level (Kodak)."""
+    """Which items the figures show: the 4 exposures of the crop with the most detail (gradient
+    energy of the sharp image; paper), the first 4 items (Levin: 4 images, 4 kernels), the first
+    photo at each noise level (Kodak)."""
     if name == "paper":
-        return list(range(min(4, len(items))))
+        per_crop = len(benchmarks_data.group_order(item["group"] for item in items))
+
+        def detail(index: int) -> float:
+            sharp = items[index]["sharp"]
+            return float(sharp.diff(dim=-1).abs().mean() + sharp.diff(dim=-2).abs().mean())
+
+        best = max(range(0, len(items), per_crop), key=detail)
+        return list(range(best, min(best + per_crop, len(items))))
     if name == "levin":
         return list(range(min(4, len(items))))
     first = {}
@@ -580,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
             timing=(name == "paper" and not args.no_timing),
             figure_indices=shown,
             log=lambda line: print(line, file=sys.stderr),
-            calibration=not args.no_calibration,
+            calibration=fixed_tuning(args),
             timing_repeats=args.timing_repeats,
             classical=not args.models_only,
         )

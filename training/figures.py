@@ -73,7 +73,7 @@ def comparison_figure(
             label = SHORT_NAMES.get(method, method.removeprefix("Model: ").split(" (")[0])
             panels.append((f"{label}\n{value:.2f} dB", kept[method][index]))
         for c, (title, image) in enumerate(panels):
-            _panel(axes[r][c], image, box, title if r == 0 or c > 0 else f"{items[index]['name']}")
+            _panel(axes[r][c], image, box, title if r == 0 or c > 0 else "")
         axes[r][0].set_ylabel(f"{items[index]['name']} ({items[index]['group']})", fontsize=8)
     fig.suptitle(block["title"], fontsize=10)
     fig.tight_layout()
