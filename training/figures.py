@@ -85,13 +85,18 @@ def comparison_figure(
 
 def _panel(ax, image: torch.Tensor, box: tuple[int, int, int], title: str) -> None:
     row, col, side = box
+    height, width = image.shape[-2:]
     grey = image.shape[0] == 1
     cmap = "gray" if grey else None
     ax.imshow(_as_display(image), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.add_patch(
         Rectangle((col - 0.5, row - 0.5), side, side, fill=False, edgecolor="yellow", lw=1)
     )
-    inset = ax.inset_axes([0.55, 0.0, 0.45, 0.45])
+    # The inset goes in the corner opposite the zoomed region, so it never hides it (axes fractions
+    # count from the bottom; image rows from the top).
+    left = 0.0 if col + side / 2 > width / 2 else 0.55
+    bottom = 0.55 if row + side / 2 > height / 2 else 0.0
+    inset = ax.inset_axes([left, bottom, 0.45, 0.45])
     inset.imshow(
         _as_display(image[:, row : row + side, col : col + side]),
         cmap=cmap,
