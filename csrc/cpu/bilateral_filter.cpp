@@ -2,7 +2,7 @@
 //
 // Both kernels read a reflect-padded copy of the image and work row by row: for each of the k*k
 // taps, one loop over the row's pixels, contiguous in memory, which g++ vectorises (the range
-// weight's exp is branch-free). The float loops are compiled twice, for AVX2+FMA and for baseline
+// weight's exp is branch-free). The float loops are compiled for AVX-512, AVX2+FMA and baseline
 // x86-64, and the CPU picks one at load time (target_clones).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -15,7 +15,8 @@
 #include "pydeblur/bilateral_math.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PYDEBLUR_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define PYDEBLUR_VECTOR_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define PYDEBLUR_VECTOR_CLONES
 #endif
