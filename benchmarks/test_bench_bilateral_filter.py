@@ -18,6 +18,7 @@ tiny image. (ru_maxrss would not do: Linux carries it over from the forking pyte
 import subprocess
 import sys
 import textwrap
+import time
 
 import cv2
 import kornia
@@ -134,3 +135,41 @@ def test_peak_memory(benchmark):
     benchmark.extra_info.update({f"peak_mib_{name}": peak for name, peak in peaks.items()})
     print(f"\npeak memory growth, forward+backward, MiB: {peaks}")
     assert peaks["pydeblur"] < peaks["kornia"]
+
+
+def cpu_time_ms(fn, rounds: int = 5) -> float:
+    """Least process time (all threads) of fn over rounds, in ms: less disturbed by other jobs."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return round(min(times) * 1e3, 1)
+
+
+def print_cpu_times() -> None:
+    """CPU-time comparison on one image with one thread and on the batch with the default threads."""
+    for batch, threads in ((1, 1), (SHAPE[0], torch.get_num_threads())):
+        torch.set_num_threads(threads)
+        x = images("cpu")[:batch]
+        leaf = x.clone().requires_grad_()
+        row = {}
+        for name, filt in IMPLEMENTATIONS.items():
+            with torch.no_grad():
+                row[f"{name} fwd"] = cpu_time_ms(lambda filt=filt, x=x: filt(x))
+            row[f"{name} fwd+bwd"] = cpu_time_ms(
+                lambda filt=filt, leaf=leaf: filt(leaf).sum().backward(),
+                3 if name == "kornia" else 5,
+            )
+        batch_np = [np.ascontiguousarray(image.permute(1, 2, 0).numpy()) for image in x]
+        row["opencv fwd"] = cpu_time_ms(
+            lambda batch_np=batch_np: [
+                cv2.bilateralFilter(i, KERNEL_SIZE, SIGMA_COLOR, SIGMA_SPACE) for i in batch_np
+            ]
+        )
+        print(f"B={batch}, {threads} thread(s), CPU ms: {row}")
+
+
+if __name__ == "__main__":
+    print_cpu_times()
