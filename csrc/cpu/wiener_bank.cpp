@@ -11,7 +11,7 @@
 #include <c10/util/complex.h>
 #include <torch/library.h>
 
-#include <vector>
+#include <algorithm>
 
 #include "pydeblur/wiener_math.h"
 
@@ -62,6 +62,11 @@ namespace {
 
 using wiener::Complex;
 
+// Planes per task of at::parallel_for: small problems run inline, without a parallel region.
+int64_t planes_per_task(int64_t plane, int64_t S) {
+  return std::max<int64_t>(1, (int64_t{1} << 16) / (plane * (S + 1)));
+}
+
 template <typename T>
 const Complex<T>* as_complex(const at::Tensor& t) {
   return reinterpret_cast<const Complex<T>*>(t.const_data_ptr<c10::complex<T>>());
@@ -90,7 +95,7 @@ at::Tensor wiener_bank_cpu(const at::Tensor& y_in, const at::Tensor& psf,
     using T = scalar_t;
     const Complex<T>* otf_data = as_complex<T>(otf);
     const T* nsr_data = nsr.const_data_ptr<T>();
-    at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, B * C, planes_per_task(plane, S), [&](int64_t begin, int64_t end) {
       at::Tensor spectra = at::empty({S, H, Wh}, otf.options());
       Complex<T>* spec = as_complex_mut<T>(spectra);
       for (int64_t p = begin; p < end; ++p) {
@@ -132,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cpu(
     const T* nsr_data = nsr.const_data_ptr<T>();
     const T inv_hw = T(1) / static_cast<T>(H * W);
     double* dnsr_data = dnsr_planes.mutable_data_ptr<double>();
-    at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, B * C, planes_per_task(plane, S), [&](int64_t begin, int64_t end) {
       at::Tensor dy_spectrum = at::empty({H, Wh}, complex_options);
       Complex<T>* dY = as_complex_mut<T>(dy_spectrum);
       for (int64_t p = begin; p < end; ++p) {
