@@ -106,8 +106,9 @@ at::Tensor wiener_bank_cpu(const at::Tensor& y_in, const at::Tensor& psf,
         // One filter at a time: a one-plane spectrum and its inverse stay in L2 cache; all S
         // spectra of a plane at once (S x 256 KiB) would not.
         for (int64_t s = 0; s < S; ++s) {
+          const T nsr_s = nsr_data[s];  // a local: the stores to X cannot alias it (vectorises)
           for (int64_t i = 0; i < plane; ++i) {
-            wiener::forward_frequency<T>(Y[i], K[i], nsr_data + s, 1, X + i, 0);
+            wiener::forward_frequency<T>(Y[i], K[i], &nsr_s, 1, X + i, 0);
           }
           at::Tensor x = out[b][s][c];
           at::fft_irfft2_out(x, spectrum, at::IntArrayRef{H, W});
