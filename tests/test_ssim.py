@@ -259,6 +259,8 @@ def test_operator_checks_its_arguments():
         torch.ops.pydeblur.ssim_forward(x, x, 11, 1.5, 1.0, True, False)
     with pytest.raises(RuntimeError, match="did not save its partials"):
         torch.ops.pydeblur.ssim_backward(torch.ones(1, 1), x, x, x.new_empty(0), 11, 1.5, False)
+    with pytest.raises(RuntimeError, match="must not be empty"):
+        torch.ops.pydeblur.ssim_forward(x[:0], x[:0], 11, 1.5, 1.0, False, False)
 
 
 @pytest.mark.cuda
