@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <c10/util/complex.h>
 #include <torch/library.h>
 
@@ -95,7 +96,10 @@ at::Tensor wiener_bank_cpu(const at::Tensor& y_in, const at::Tensor& psf,
     using T = scalar_t;
     const Complex<T>* otf_data = as_complex<T>(otf);
     const T* nsr_data = nsr.const_data_ptr<T>();
+    // ATen calls on the worker threads need the caller's thread-local state (inference mode).
+    const at::ThreadLocalState caller_state;
     at::parallel_for(0, B * C, planes_per_task(plane, S), [&](int64_t begin, int64_t end) {
+      const at::ThreadLocalStateGuard state_guard(caller_state);
       at::Tensor spectrum = at::empty({H, Wh}, otf.options());
       Complex<T>* X = as_complex_mut<T>(spectrum);
       for (int64_t p = begin; p < end; ++p) {
@@ -143,7 +147,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cpu(
     const T* nsr_data = nsr.const_data_ptr<T>();
     const T inv_hw = T(1) / static_cast<T>(H * W);
     double* dnsr_data = dnsr_planes.mutable_data_ptr<double>();
+    const at::ThreadLocalState caller_state;
     at::parallel_for(0, B * C, planes_per_task(plane, S), [&](int64_t begin, int64_t end) {
+      const at::ThreadLocalStateGuard state_guard(caller_state);
       at::Tensor dy_spectrum = at::empty({H, Wh}, complex_options);
       at::Tensor dk_scratch = at::empty({H, Wh}, complex_options);
       for (int64_t p = begin; p < end; ++p) {
