@@ -170,7 +170,7 @@ def evenly_spaced(count: int, total: int) -> list[int]:
     return [round(i * (total - 1) / (count - 1)) if count > 1 else 0 for i in range(count)]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def calibrate(items: list[dict], device: torch.device, log=print) -> dict:
     """The Richardson-Lucy iteration count and the ADMM-TV weight (lam per noise sigma) with the best
     mean PSNR on CALIBRATION_IMAGES evenly spaced images of the set, from RL_ITERATION_GRID and
@@ -255,7 +255,7 @@ def stack(
     )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def run_method(
     method: Method, items: list[dict], device: torch.device, keep: set[int]
 ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
@@ -274,7 +274,7 @@ def run_method(
     return torch.cat(psnrs), torch.cat(ssims), kept
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def time_method(
     method: Method, item: dict, device: torch.device, repeats: int = 3
 ) -> tuple[float, float]:
