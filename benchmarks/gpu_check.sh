@@ -45,6 +45,6 @@ $PY -m pytest -q -p no:cacheprovider benchmarks/ --benchmark-only -k cuda \
   --benchmark-columns=median,iqr,rounds --benchmark-sort=name
 
 section "report"
-$PY benchmarks/gpu_report.py --json "$results/$date-$card.json"
+$PY -m benchmarks.gpu_report --json "$results/$date-$card.json"
 if [ -n "${OUT:-}" ]; then cp "$results/$date-$card".* "$OUT"/; fi
 echo "CUDA tests exit status: $tests_status"

@@ -11,9 +11,15 @@ import statistics
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
+from benchmarks.test_bench_wiener_bank import torch_batched as torch_wiener
 from pydeblur.ops import bilateral_filter, ssim, wiener_bank
+from tests.references import reference_ssim_same
+
+
+def torch_ssim_same(x, y):
+    return reference_ssim_same(x, y).mean()
+
 
 B, C, H, W, S = 8, 3, 256, 256, 15
 
@@ -48,30 +54,6 @@ def fwd_bwd(op: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> Callable[
     return run
 
 
-def torch_wiener(y, psf, nsr):
-    pad = torch.zeros(psf.shape[0], 1, H, W, device=y.device)
-    kh, kw = psf.shape[-2:]
-    pad[..., :kh, :kw] = psf
-    otf = torch.fft.rfft2(torch.roll(pad, (-(kh // 2), -(kw // 2)), (-2, -1)))
-    spectrum = torch.fft.rfft2(y)
-    filters = otf.conj()[:, None] / (otf.abs().square()[:, None] + nsr.view(1, -1, 1, 1, 1))
-    return torch.fft.irfft2(filters * spectrum[:, None], s=(H, W))
-
-
-def torch_ssim_same(x, y, window=11, sigma=1.5):
-    g = torch.exp(-((torch.arange(window, device=x.device) - window // 2) ** 2) / (2 * sigma**2))
-    g = (g / g.sum()).to(x.dtype)
-    k = (g[:, None] * g[None, :]).expand(x.shape[1], 1, window, window).contiguous()
-
-    def blur(t):
-        return F.conv2d(t, k, padding=window // 2, groups=x.shape[1])
-
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    c1, c2 = 0.01**2, 0.03**2
-    return (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", required=True)
@@ -81,8 +63,8 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.rand(B, C, H, W, device=dev)
     y = torch.rand(B, C, H, W, device=dev)
-    psf = torch.rand(B, 1, 34, 34, device=dev)
-    psf /= psf.sum((-2, -1), keepdim=True)
+    psf = torch.rand(34, 34, device=dev)  # one PSF for the batch, as in benchmarks/
+    psf /= psf.sum()
     nsr = 10 ** (-torch.arange(9.0, 66.0, 4.0, device=dev) / 10)
     image_bytes = x.numel() * 4
     report: dict[str, object] = {
@@ -109,12 +91,10 @@ def main() -> None:
         cnsr = cupy.asarray(nsr)
 
         def cupy_wiener():
-            pad = cupy.zeros((B, 1, H, W), dtype=cupy.float32)
-            pad[..., :34, :34] = cpsf
-            otf = cupy.fft.rfft2(cupy.roll(pad, (-17, -17), (-2, -1)))
-            filt = otf.conj()[:, None] / (
-                cupy.abs(otf)[:, None] ** 2 + cnsr[None, :, None, None, None]
-            )
+            pad = cupy.zeros((H, W), dtype=cupy.float32)
+            pad[:34, :34] = cpsf
+            otf = cupy.fft.rfft2(cupy.roll(pad, (-17, -17), (0, 1)))
+            filt = otf.conj() / (cupy.abs(otf) ** 2 + cnsr[:, None, None, None])
             return cupy.fft.irfft2(filt * cupy.fft.rfft2(cy)[:, None], s=(H, W))
 
         peers["cupy"] = cuda_ms(cupy_wiener)

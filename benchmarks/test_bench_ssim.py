@@ -10,35 +10,18 @@ import kornia
 import pytest
 import pytorch_msssim
 import torch
-import torch.nn.functional as F
 
 from pydeblur.ops import ssim_loss
 from tests.helpers import cpu_and_cuda
+from tests.references import reference_ssim_same
 
 SHAPE = (8, 3, 256, 256)
 ROUNDS = 5
 
 
-def pytorch_ssim_loss(x, y, window_size=11, sigma=1.5):
+def pytorch_ssim_loss(x, y):
     """The pytorch_ssim package: one 11x11 Gaussian, 5 grouped conv2d with zero padding."""
-    channels = x.shape[1]
-    coords = torch.arange(window_size, dtype=x.dtype, device=x.device) - window_size // 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    window = (g[:, None] * g[None, :]).expand(channels, 1, window_size, window_size).contiguous()
-
-    def blur(t):
-        return F.conv2d(t, window, padding=window_size // 2, groups=channels)
-
-    mu_x, mu_y = blur(x), blur(y)
-    sigma_xx = blur(x * x) - mu_x * mu_x
-    sigma_yy = blur(y * y) - mu_y * mu_y
-    sigma_xy = blur(x * y) - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / (
-        (mu_x * mu_x + mu_y * mu_y + c1) * (sigma_xx + sigma_yy + c2)
-    )
-    return 1 - ssim_map.mean()
+    return 1 - reference_ssim_same(x, y).mean()
 
 
 LOSSES = {
