@@ -192,3 +192,18 @@ def test_two_gloo_processes_hold_identical_weights(tmp_path):
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
     assert (tmp_path / "run" / "last.pt").exists()  # rank 0 checkpoints
+
+
+def test_loss_switches_from_l2_to_ssim_at_the_given_epoch():
+    from pydeblur.ops import ssim_loss
+    from training.train import loss_fn
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 24, 24, generator=g), torch.rand(2, 3, 24, 24, generator=g)
+    opts = TrainOptions(loss="l2-then-ssim", ssim_from_epoch=3)
+    torch.testing.assert_close(loss_fn(x, y, opts, 2), (x - y).square().mean())
+    torch.testing.assert_close(loss_fn(x, y, opts, 3), ssim_loss(x, y))
+    mixed = loss_fn(x, y, TrainOptions(loss="mix", ssim_weight=0.25), 0)
+    torch.testing.assert_close(mixed, 0.75 * (x - y).square().mean() + 0.25 * ssim_loss(x, y))
+    with pytest.raises(ValueError, match="loss"):
+        run(TrainOptions(loss="l1"), train_data=SyntheticBlur())
