@@ -43,6 +43,7 @@ class TrainOptions:
     data: str | None = None  # folder of photos (None: the datasets' default)
     seed: int = 0
     split_seed: int = 0  # the photo split (pydeblur.datasets.split_photos), shared with evaluation
+    init_from: str | None = None  # start from these weights (.safetensors or .pt) where shapes fit
     batch_size: int = 2
     crop: int = 48
     lr: float = 1e-3
@@ -468,7 +469,6 @@ def resumed_options(opts: TrainOptions) -> TrainOptions:
 def run(
     opts: TrainOptions,
     resume: bool = False,
-    init: str | None = None,
     train_data: Any = None,
     val_batches: list[tuple[torch.Tensor, ...]] | None = None,
 ) -> DeblurNet:
@@ -484,10 +484,10 @@ def run(
     if resume:
         state = load_checkpoint(trainer.out / "last.pt")
         trainer.restore(state)
-    elif init:
-        copied, total = init_from(trainer.model, init)
+    elif opts.init_from:
+        copied, total = init_from(trainer.model, opts.init_from)
         if where.main:
-            print(f"init-from {init}: {copied} of {total} tensors copied")
+            print(f"init-from {opts.init_from}: {copied} of {total} tensors copied", flush=True)
     trainer.wrap()
     if train_data is None:
         train_data, built_val = build_data(opts)
@@ -523,7 +523,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, argparse.Na
     parser.add_argument("--config", default="tiny", help=f"model config: {', '.join(CONFIGS)}")
     parser.add_argument("--out", help="run folder (default runs/<config>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    parser.add_argument("--init-from", help="start from these weights where shapes fit")
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"model"}
     for f in dataclasses.fields(TrainOptions):
         if f.name in ("config", "out", "model"):
@@ -534,7 +533,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, argparse.Na
         elif f.name in ("photons", "gauss"):
             parser.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"))
         else:
-            kind = {"threads": int, "data": str}.get(f.name) or type(f.default)
+            kind = {"threads": int, "data": str, "init_from": str}.get(f.name) or type(f.default)
             parser.add_argument(flag, type=kind)
     parser.add_argument(
         "--model-set",
@@ -567,7 +566,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, argparse.Na
 
 def main(argv: list[str] | None = None) -> None:
     opts, args = parse_args(argv)
-    run(opts, resume=args.resume, init=args.init_from)
+    run(opts, resume=args.resume)
 
 
 if __name__ == "__main__":
