@@ -200,3 +200,63 @@ def test_cpu_and_cuda_agree():
             results.append((out.cpu(), leaf.grad.cpu()))
         torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-5)
         torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-4)
+
+
+def test_gather_formulation_of_the_cuda_backward():
+    """The CUDA backward's algorithm, in plain PyTorch: per position q of the padded gradient, the
+    pairs (q - o, q) plus, for an image pixel, its own pairs (q, q + o), then the reflect fold.
+    Checks the formulation (which the CUDA-less CI cannot run) against autograd through kornia."""
+    torch.manual_seed(0)
+    batch, channels, height, width, kernel_size, sigma_color, sigma_space = 2, 3, 9, 11, 5, 0.3, 1.5
+    r = kernel_size // 2
+    x = torch.rand(batch, channels, height, width, dtype=torch.float64)
+    x[:, :, :3] = (x[:, :, :3] * 4).round() / 4
+    grad_out = torch.randn_like(x)
+    out, norm = torch.ops.pydeblur.bilateral_filter(x, kernel_size, sigma_color, sigma_space)
+    offsets = torch.arange(kernel_size, dtype=torch.float64) - r
+    g = torch.exp(-(offsets**2) / (2 * sigma_space**2))
+    g = g / g.sum()
+    scale = -0.5 / sigma_color**2
+
+    def pad(t, mode="constant"):
+        return torch.nn.functional.pad(t, (r, r, r, r), mode=mode)
+
+    # On the padded grid, extended by r more (never read where the centre factors are nonzero).
+    values = pad(pad(x, "reflect"))
+    factors = pad(pad(grad_out / norm))
+    dots = pad(pad((grad_out / norm * out).sum(1, keepdim=True)))
+    inside = pad(torch.ones(batch, 1, height, width, dtype=torch.float64))
+    rows, cols = height + 2 * r, width + 2 * r
+
+    def shifted(t, oy, ox):
+        return t[..., r + oy : r + oy + rows, r + ox : r + ox + cols]
+
+    xq, gq, dq = shifted(values, 0, 0), shifted(factors, 0, 0), shifted(dots, 0, 0)
+    grad_padded = torch.zeros(batch, channels, rows, cols, dtype=torch.float64)
+    for oy in range(-r, r + 1):
+        for ox in range(-r, r + 1):
+            spatial = g[oy + r] * g[ox + r]
+            for xp, gp, dp, xn, sign in (
+                (
+                    shifted(values, -oy, -ox),
+                    shifted(factors, -oy, -ox),
+                    shifted(dots, -oy, -ox),
+                    xq,
+                    1,
+                ),
+                (xq, gq, dq, shifted(values, oy, ox), -1),
+            ):
+                # Pair (p, n): p the centre, n its neighbour; q is n (sign 1) or p (sign -1).
+                distance = (xn - xp).abs().sum(1, keepdim=True)
+                w = spatial * torch.exp(scale * distance**2)
+                b = ((gp * xn).sum(1, keepdim=True) - dp) * w * 2 * scale * distance
+                if sign == 1:
+                    grad_padded += gp * w + b * torch.sign(xn - xp)
+                else:
+                    grad_padded -= inside * b * torch.sign(xn - xp)
+    grad = torch.ops.aten.reflection_pad2d_backward(grad_padded, x, [r, r, r, r])
+    leaf = x.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(
+        kornia_bilateral(leaf, kernel_size, sigma_color, sigma_space), leaf, grad_out
+    )
+    torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)

@@ -2,7 +2,7 @@
 //
 // Both kernels read a reflect-padded copy of the image and work row by row: for each of the k*k
 // taps, one loop over the row's pixels, contiguous in memory, which g++ vectorises (the range
-// weight's exp is branch-free). The float loops are compiled twice, for AVX2+FMA and for baseline
+// weight's exp is branch-free). The float loops are compiled for AVX-512, AVX2+FMA and baseline
 // x86-64, and the CPU picks one at load time (target_clones).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -15,7 +15,8 @@
 #include "pydeblur/bilateral_math.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PYDEBLUR_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define PYDEBLUR_VECTOR_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define PYDEBLUR_VECTOR_CLONES
 #endif
@@ -65,36 +66,64 @@ Geometry geometry_of(const at::Tensor& x, int64_t kernel_size) {
           x.size(2) * x.size(3)};
 }
 
-// Rows [y_begin, y_end) of one image. kC > 0 fixes the channel count at compile time, so the
-// channel loops unroll and the pixel loop vectorises; kC == 0 reads it from geo.
+// Forward by unordered pairs: w(p, q) = w(q, p), so each pair's weight is computed once and added
+// to both ends. Pairs are (A, A + o) with A on rows [a_begin, a_end) of the padded image (rows
+// -r..H-1 in image coordinates) and o in the half window (dy > 0, or dy == 0 and dx > 0); an end
+// on the padding receives nothing, but its pair still counts for the other end, whose kornia window
+// reads that padding value. Sums go into out (numerators) and norm (denominators), which hold the
+// centre tap beforehand. Rows a and a + r are written, so callers must not run overlapping row
+// ranges at the same time. kC > 0 fixes the channel count at compile time, so the channel loops
+// unroll and the pixel loops vectorise; kC == 0 reads it from geo.
 template <typename T, int kC>
-PYDEBLUR_ALWAYS_INLINE void forward_rows(const Geometry& geo, const T* padded, const T* g, T scale,
-                                         T* out, T* norm, int64_t y_begin, int64_t y_end,
-                                         T* scratch) {
+PYDEBLUR_ALWAYS_INLINE void forward_pairs(const Geometry& geo, const T* padded, const T* g, T scale,
+                                          T* out, T* norm, int64_t a_begin, int64_t a_end,
+                                          T* scratch) {
   const int64_t C = kC > 0 ? kC : geo.channels;
-  const int64_t W = geo.width, pw = geo.padded_width, pp = geo.padded_plane;
-  T* num = scratch;  // [C][W]
-  T* den = scratch + C * W;
-  for (int64_t y = y_begin; y < y_end; ++y) {
-    std::fill(scratch, scratch + (C + 1) * W, T(0));
-    const T* p = padded + (y + geo.radius) * pw + geo.radius;
-    for (int64_t dy = 0; dy < geo.kernel_size; ++dy) {
-      for (int64_t dx = 0; dx < geo.kernel_size; ++dx) {
-        const T spatial = g[dy] * g[dx];
-        const T* q = padded + (y + dy) * pw + dx;
+  const int64_t H = geo.height, W = geo.width, r = geo.radius;
+  const int64_t pw = geo.padded_width, pp = geo.padded_plane, plane = geo.plane;
+  for (int64_t a = a_begin; a < a_end; ++a) {
+    for (int64_t dy = 0; dy <= r; ++dy) {
+      const int64_t b = a + dy;
+      const bool a_real = a >= 0 && a < H, b_real = b >= 0 && b < H;
+      if (!a_real && !b_real) continue;
+      for (int64_t dx = dy == 0 ? 1 : -r; dx <= r; ++dx) {
+        const T spatial = g[r + dy] * g[r + dx];
+        // Weights for A_x in [lo, hi), the columns of A whose pair has a real end.
+        const int64_t lo = std::min<int64_t>(a_real ? 0 : -dx, b_real ? -dx : 0);
+        const int64_t hi = std::max<int64_t>(a_real ? W : W - dx, b_real ? W - dx : W);
+        const T* xa = padded + (a + r) * pw + r + lo;       // x(A), A_x = lo + i
+        const T* xb = padded + (b + r) * pw + r + lo + dx;  // x(A + o)
+        T* w = scratch;
 #pragma omp simd
-        for (int64_t x = 0; x < W; ++x) {
+        for (int64_t i = 0; i < hi - lo; ++i) {
           T distance = 0;
-          for (int64_t c = 0; c < C; ++c) distance += std::abs(q[c * pp + x] - p[c * pp + x]);
-          const T w = pair_weight(spatial, distance, scale);
-          den[x] += w;
-          for (int64_t c = 0; c < C; ++c) num[c * W + x] += w * q[c * pp + x];
+          for (int64_t c = 0; c < C; ++c) distance += std::abs(xb[c * pp + i] - xa[c * pp + i]);
+          w[i] = pair_weight(spatial, distance, scale);
+        }
+        if (a_real) {
+          const T* wa = w - lo;  // indexed by A_x
+          const T* xq = padded + (b + r) * pw + r + dx;
+          T* num = out + a * W;
+          T* den = norm + a * W;
+#pragma omp simd
+          for (int64_t x = 0; x < W; ++x) {
+            den[x] += wa[x];
+            for (int64_t c = 0; c < C; ++c) num[c * plane + x] += wa[x] * xq[c * pp + x];
+          }
+        }
+        if (b_real) {
+          const T* wb = w - lo - dx;  // indexed by B_x = A_x + dx
+          const T* xq = padded + (a + r) * pw + r - dx;
+          T* num = out + b * W;
+          T* den = norm + b * W;
+#pragma omp simd
+          for (int64_t x = 0; x < W; ++x) {
+            den[x] += wb[x];
+            for (int64_t c = 0; c < C; ++c) num[c * plane + x] += wb[x] * xq[c * pp + x];
+          }
         }
       }
     }
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t x = 0; x < W; ++x) out[c * geo.plane + y * W + x] = num[c * W + x] / den[x];
-    std::copy(den, den + W, norm + y * W);
   }
 }
 
@@ -168,18 +197,19 @@ PYDEBLUR_ALWAYS_INLINE void backward_rows(const Geometry& geo, const T* padded, 
       function<T, 0>(geo, __VA_ARGS__);                   \
   }
 
-PYDEBLUR_VECTOR_CLONES void forward_rows_float(const Geometry& geo, const float* padded,
-                                               const float* g, float scale, float* out, float* norm,
-                                               int64_t y_begin, int64_t y_end, float* scratch) {
-  PYDEBLUR_DISPATCH_CHANNELS(forward_rows, float, geo, padded, g, scale, out, norm, y_begin, y_end,
+PYDEBLUR_VECTOR_CLONES void forward_pairs_float(const Geometry& geo, const float* padded,
+                                                const float* g, float scale, float* out,
+                                                float* norm, int64_t y_begin, int64_t y_end,
+                                                float* scratch) {
+  PYDEBLUR_DISPATCH_CHANNELS(forward_pairs, float, geo, padded, g, scale, out, norm, y_begin, y_end,
                              scratch)
 }
 
-void forward_rows_double(const Geometry& geo, const double* padded, const double* g, double scale,
-                         double* out, double* norm, int64_t y_begin, int64_t y_end,
-                         double* scratch){PYDEBLUR_DISPATCH_CHANNELS(forward_rows, double, geo,
-                                                                     padded, g, scale, out, norm,
-                                                                     y_begin, y_end, scratch)}
+void forward_pairs_double(const Geometry& geo, const double* padded, const double* g, double scale,
+                          double* out, double* norm, int64_t y_begin, int64_t y_end,
+                          double* scratch){PYDEBLUR_DISPATCH_CHANNELS(forward_pairs, double, geo,
+                                                                      padded, g, scale, out, norm,
+                                                                      y_begin, y_end, scratch)}
 
 PYDEBLUR_VECTOR_CLONES
     void backward_rows_float(const Geometry& geo, const float* padded, const float* g, float scale,
@@ -196,13 +226,13 @@ void backward_rows_double(const Geometry& geo, const double* padded, const doubl
                              grad_padded, y_begin, y_end, scratch)
 }
 
-void forward_rows_of(const Geometry& geo, const float* padded, const float* g, float scale,
-                     float* out, float* norm, int64_t y0, int64_t y1, float* scratch) {
-  forward_rows_float(geo, padded, g, scale, out, norm, y0, y1, scratch);
+void forward_pairs_of(const Geometry& geo, const float* padded, const float* g, float scale,
+                      float* out, float* norm, int64_t y0, int64_t y1, float* scratch) {
+  forward_pairs_float(geo, padded, g, scale, out, norm, y0, y1, scratch);
 }
-void forward_rows_of(const Geometry& geo, const double* padded, const double* g, double scale,
-                     double* out, double* norm, int64_t y0, int64_t y1, double* scratch) {
-  forward_rows_double(geo, padded, g, scale, out, norm, y0, y1, scratch);
+void forward_pairs_of(const Geometry& geo, const double* padded, const double* g, double scale,
+                      double* out, double* norm, int64_t y0, int64_t y1, double* scratch) {
+  forward_pairs_double(geo, padded, g, scale, out, norm, y0, y1, scratch);
 }
 void backward_rows_of(const Geometry& geo, const float* padded, const float* g, float scale,
                       const float* grad_out, const float* out, const float* norm,
@@ -225,29 +255,40 @@ std::tuple<at::Tensor, at::Tensor> bilateral_filter_cpu(const at::Tensor& x_in, 
   const at::Tensor x = x_in.contiguous();
   const Geometry geo = geometry_of(x, kernel_size);
   const int64_t batch = x.size(0), H = geo.height, W = geo.width, C = geo.channels;
-  at::Tensor out = at::empty_like(x);
-  at::Tensor norm = at::empty({batch, 1, H, W}, x.options());
-  if (x.numel() == 0) return {out, norm};
+  if (x.numel() == 0) return {at::empty_like(x), at::empty({batch, 1, H, W}, x.options())};
   const at::Tensor padded = reflect_padded(x, geo.radius);
+  at::Tensor out, norm;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bilateral_filter_cpu", [&] {
     const auto g = spatial_kernel_as<scalar_t>(static_cast<int>(kernel_size), sigma_space);
     const scalar_t scale = range_scale<scalar_t>(sigma_color);
+    // The centre tap: weight s(0) (its colour distance is 0).
+    const scalar_t centre = g.g[geo.radius] * g.g[geo.radius];
+    out = x * centre;
+    norm = at::full({batch, 1, H, W}, centre, x.options());
     const scalar_t* padded_data = padded.data_ptr<scalar_t>();
     scalar_t* out_data = out.data_ptr<scalar_t>();
     scalar_t* norm_data = norm.data_ptr<scalar_t>();
-    // Tasks are (image, row block) pairs.
-    const int64_t rows = std::min<int64_t>(H, 8);
-    const int64_t blocks = (H + rows - 1) / rows;
-    at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> scratch((C + 1) * W);
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t b = task / blocks, y0 = (task % blocks) * rows;
-        forward_rows_of(geo, padded_data + b * C * geo.padded_plane, g.g, scale,
-                        out_data + b * C * geo.plane, norm_data + b * geo.plane, y0,
-                        std::min(y0 + rows, H), scratch.data());
-      }
-    });
+    // Tasks are (image, block of first rows A, from -r to H - 1). A block writes its rows and the r
+    // below, so blocks of >= r rows overlap only their neighbours: even blocks run together, then
+    // odd.
+    const int64_t rows = std::max<int64_t>(geo.radius, 8);
+    const int64_t blocks = (H + geo.radius + rows - 1) / rows;
+    const int64_t half = (blocks + 1) / 2;
+    for (int64_t parity = 0; parity < 2; ++parity) {
+      at::parallel_for(0, batch * half, 1, [&](int64_t begin, int64_t end) {
+        std::vector<scalar_t> scratch(W + 2 * geo.radius);
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t b = task / half, block = 2 * (task % half) + parity;
+          if (block >= blocks) continue;
+          const int64_t a0 = block * rows - geo.radius;
+          forward_pairs_of(geo, padded_data + b * C * geo.padded_plane, g.g, scale,
+                           out_data + b * C * geo.plane, norm_data + b * geo.plane, a0,
+                           std::min(a0 + rows, H), scratch.data());
+        }
+      });
+    }
   });
+  out.div_(norm);
   return {out, norm};
 }
 

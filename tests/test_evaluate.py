@@ -1,0 +1,137 @@
+"""The evaluation: Levin's shift-search scoring, the benchmark readers, and the command end to end."""
+
+import json
+
+import pytest
+import torch
+
+from tests.helpers import needs_data
+from training import benchmarks_data
+
+
+def test_aligned_mse_finds_a_known_shift():
+    torch.manual_seed(0)
+    sharp = torch.rand(3, 2, 60, 70, dtype=torch.float64)
+    shifts = [(3, -2), (-5, 5), (0, 0)]
+    restored = torch.stack(
+        [torch.roll(sharp[n], shifts=s, dims=(-2, -1)) for n, s in enumerate(shifts)]
+    )
+    mse, found = benchmarks_data.aligned_mse(restored, sharp, max_shift=5, border=15)
+    assert found.tolist() == [list(s) for s in shifts]
+    assert mse.max().item() < 1e-12
+    # With noise the minimum is still at the true shift and equals the brute-force value there.
+    noisy = restored + 0.05 * torch.randn_like(restored)
+    mse, found = benchmarks_data.aligned_mse(noisy, sharp, max_shift=5, border=15)
+    assert found.tolist() == [list(s) for s in shifts]
+    for n, (dy, dx) in enumerate(shifts):
+        window = noisy[n, :, 15 + dy : 45 + dy, 15 + dx : 55 + dx]
+        expected = (window - sharp[n, :, 15:45, 15:55]).square().mean()
+        assert mse[n].item() == pytest.approx(expected.item(), rel=1e-9)
+    windows, reference = benchmarks_data.aligned_pair(noisy, sharp, found, border=15)
+    assert windows.shape == reference.shape == (3, 2, 30, 40)
+
+
+def test_aligned_mse_rejects_bad_arguments():
+    x = torch.rand(1, 1, 40, 40)
+    with pytest.raises(ValueError, match="border"):
+        benchmarks_data.aligned_mse(x, x, max_shift=5, border=3)
+    with pytest.raises(ValueError, match="one shape"):
+        benchmarks_data.aligned_mse(x, x[..., :30], max_shift=5, border=15)
+
+
+def test_levin_items_and_the_blurred_baseline():
+    folder = needs_data("levin")
+    items = benchmarks_data.levin_items(folder)
+    assert len(items) == 32
+    assert len({item["name"] for item in items}) == 32
+    assert {item["group"] for item in items[:8]} == {f"k{j}" for j in range(1, 9)}
+    for item in items:
+        assert item["blurred"].shape == item["sharp"].shape == (1, 255, 255)
+        assert item["psf"].sum().item() == pytest.approx(1.0, abs=1e-5)
+    # The blurred inputs score about 23.2 dB under the benchmark's rule.
+    blurred = torch.stack([item["blurred"] for item in items])
+    sharp = torch.stack([item["sharp"] for item in items])
+    mse, _ = benchmarks_data.aligned_mse(blurred, sharp)
+    assert (-10 * torch.log10(mse)).mean().item() == pytest.approx(23.2, abs=0.1)
+
+
+def test_kodak_items_are_seeded_and_noisy_as_asked():
+    needs_data("kodak")
+    first = benchmarks_data.kodak_items(crop=64, limit=3)
+    again = benchmarks_data.kodak_items(crop=64, limit=3)
+    assert len(first) == 6
+    assert [item["group"] for item in first] == ["sigma 0.01"] * 3 + ["sigma 0.03"] * 3
+    for a, b in zip(first, again, strict=True):
+        torch.testing.assert_close(a["blurred"], b["blurred"], rtol=0, atol=0)
+        assert a["blurred"].shape == a["sharp"].shape == (3, 64, 64)
+    # Noise-free blur of the same crop: the difference is the noise, of the asked sigma.
+    item = first[4]
+    noise_free = benchmarks_data.kodak_items(crop=64, limit=3, sigmas=(0.0,))[1]
+    residual = item["blurred"] - noise_free["blurred"]
+    assert residual.std().item() == pytest.approx(0.03, rel=0.05)
+
+
+def test_evaluate_end_to_end_with_a_tiny_model(tmp_path):
+    photos = needs_data("photos")
+    needs_data("levin")
+    needs_data("kodak")
+    from pydeblur.datasets import BlurredCrops, save_test_set
+    from pydeblur.model import DeblurNet, save_weights
+    from training.evaluate import main
+
+    photo = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".png"))[0]
+    test_set = tmp_path / "test_set.safetensors"
+    save_test_set(BlurredCrops([photo], crops_per_photo=1, crop_size=64, psf_size=15), test_set)
+    torch.manual_seed(0)
+    weights = save_weights(
+        DeblurNet("tiny"), tmp_path / "tiny.safetensors", {"name": "tiny-random"}
+    )
+
+    out = tmp_path / "out"
+    args = ["--sets", "paper,levin,kodak", "--limit", "2", "--kodak-crop", "64", "--no-calibration"]
+    args += ["--timing-repeats", "1"]
+    args += ["--test-set", str(test_set), "--model", str(weights), "--out", str(out)]
+    assert main(args) == 0
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["sets"]) == {"paper", "levin", "kodak"}
+    paper = results["sets"]["paper"]
+    assert paper["n_images"] == 4
+    assert paper["groups"] == ["1/8", "1/4", "1/2", "1"]
+    assert "Model: tiny-random" in paper["methods"]
+    for row in paper["methods"].values():
+        assert set(row["groups"]) == set(paper["groups"])
+        assert row["time_s"] > 0 or row is paper["methods"]["Blurred input"]
+        assert 5 < row["psnr"] < 60
+    assert results["sets"]["levin"]["n_images"] == 2
+    assert results["sets"]["kodak"]["n_images"] == 4
+    text = (out / "results.md").read_text()
+    assert "Model: tiny-random" in text and "Table 1" in text
+    for name in ("paper", "levin", "kodak"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+
+
+def test_calibration_picks_the_best_of_its_grids(monkeypatch):
+    needs_data("kodak")
+    from training import evaluate
+
+    items = benchmarks_data.kodak_items(crop=48, limit=2, sigmas=(0.03,))
+    monkeypatch.setattr(evaluate, "RL_ITERATION_GRID", (2, 40))
+    monkeypatch.setattr(evaluate, "TV_WEIGHT_GRID", (0.001, 0.3))
+    tuned = evaluate.calibrate(items, torch.device("cpu"), log=lambda line: None)
+    # At sigma 0.03, 40 RL iterations amplify the noise and a tiny TV weight barely regularises.
+    assert tuned["rl_iterations"] == 2 and tuned["tv_weight"] == 0.3
+    assert tuned["rl_psnr"][2] > tuned["rl_psnr"][40]
+    assert len(tuned["calibration_images"]) == 2
+
+
+def test_limits_per_set():
+    from training.evaluate import parse_limits
+
+    assert parse_limits(None) == {}
+    assert parse_limits("3") == {"paper": 3, "levin": 3, "kodak": 3}
+    assert parse_limits("paper=64,kodak=24") == {"paper": 64, "kodak": 24}
+    with pytest.raises(ValueError, match="unknown set"):
+        parse_limits("mnist=3")
+    with pytest.raises(ValueError, match="positive"):
+        parse_limits("paper=0")

@@ -1,0 +1,259 @@
+"""The evaluation benchmarks as lists of items, and the Levin benchmark's scoring rule.
+
+An item is a dict: "blurred" [C, H, W], "sharp" [C, H, W], "psf" [1, kh, kw] (sum 1, true convolution),
+"group" (the column it is reported under), "name", "noise_var" (the noise variance the paper baseline
+assumes; see docs/evaluation.md), and "aligned" (score after the best small shift, Levin's rule).
+
+- `paper_items`: the fixed held-out test set (`pydeblur.datasets.load_test_set`), grouped by exposure.
+- `levin_items`: Levin et al. 2009, 4 greyscale images x 8 real camera-shake kernels, captured blur.
+- `kodak_items`: Kodak photos blurred by linear convolution with the 8 Levin kernels plus Gaussian noise.
+"""
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pydeblur.io import read_image
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+LEVIN_SHIFT = 5  # the best integer shift within +-5 pixels ...
+LEVIN_BORDER = 15  # ... ignoring a 15-pixel border: the benchmark's standard scoring
+KODAK_SIGMAS = (0.01, 0.03)
+KODAK_CROP = 256
+KODAK_SEED = 0
+
+
+def group_order(groups) -> list[str]:
+    """Groups in reading order: exposures ascending, kernels k1..k8, noise levels ascending."""
+
+    def key(group: str):
+        if group.startswith("k") and group[1:].isdigit():
+            return (0, int(group[1:]))
+        if group.startswith("sigma "):
+            return (0, float(group.split()[1]))
+        return (0, Fraction(group))
+
+    return sorted(set(groups), key=key)
+
+
+def exposure_label(exposure: float) -> str:
+    """1/8, 1/4, 1/2, 1 for the paper's exposure fractions."""
+    return str(Fraction(exposure).limit_denominator(64))
+
+
+def paper_items(test_set_path: str | Path, limit: int | None = None) -> list[dict]:
+    """Items of the fixed test set, grouped by exposure. Noise variance from the photon model
+    (`pydeblur.baselines.expected_noise_variance`) with each item's exposure, photons and gauss.
+    limit: about `limit` items, all exposures of ceil(limit / exposures) crops spread evenly over the
+    test set (so over its photos)."""
+    from pydeblur.baselines import expected_noise_variance
+    from pydeblur.datasets import load_test_set
+
+    dataset = load_test_set(test_set_path)
+    per_crop = dataset.per_crop
+    crops = len(dataset) // per_crop
+    wanted = crops if limit is None else min(crops, -(-limit // per_crop))
+    chosen = [round(i * crops / wanted) for i in range(wanted)]
+    items = []
+    for index in (c * per_crop + e for c in chosen for e in range(per_crop)):
+        item = dataset[index]
+        noise_var = expected_noise_variance(
+            item["blurred"][None], item["exposure"], item["photons"], item["gauss"]
+        )
+        items.append(
+            {
+                "blurred": item["blurred"],
+                "sharp": item["sharp"],
+                "psf": item["psf"],
+                "group": exposure_label(item["exposure"]),
+                "name": f"test{index:04d}",
+                "noise_var": float(noise_var),
+                "aligned": False,
+            }
+        )
+    return items
+
+
+def levin_kernels(folder: str | Path = DATA / "levin") -> list[torch.Tensor]:
+    """The 8 Levin kernels, float32 [kh, kw], sum 1, oriented for true convolution."""
+    folder = Path(folder)
+    kernels = []
+    for j in range(1, 9):
+        path = folder / "kernels" / f"kernel{j}.npy"
+        if not path.is_file():
+            raise FileNotFoundError(f"Levin kernel not found: {path}")
+        kernel = torch.from_numpy(np.load(path).astype(np.float32))
+        kernels.append(kernel / kernel.sum())
+    return kernels
+
+
+def levin_items(folder: str | Path = DATA / "levin", limit: int | None = None) -> list[dict]:
+    """The 32 captured blurred images (greyscale, [1, 255, 255]) with their ground truth and kernels,
+    grouped by kernel. The noise variance is estimated from each blurred image
+    (`pydeblur.baselines.estimate_noise_sigma`), the benchmark has no noise model.
+    Ordered so that every prefix is balanced: round r = 0..7 pairs image i with kernel (2 i + r) mod 8,
+    so the first 8 items hold every kernel once and every image twice."""
+    from pydeblur.baselines import estimate_noise_sigma
+
+    folder = Path(folder)
+    kernels = levin_kernels(folder)
+    sharps = {i: _grey(folder / "gt" / f"im{i}.png") for i in range(1, 5)}
+    items = []
+    for r in range(len(kernels)):
+        for i, sharp in sharps.items():
+            j = (2 * (i - 1) + r) % len(kernels) + 1
+            kernel = kernels[j - 1]
+            blurred = _grey(folder / "blurred" / f"im{i}_kernel{j}.png")
+            items.append(
+                {
+                    "blurred": blurred,
+                    "sharp": sharp,
+                    "psf": kernel[None],
+                    "group": f"k{j}",
+                    "name": f"im{i}_kernel{j}",
+                    "noise_var": float(estimate_noise_sigma(blurred[None])[0] ** 2),
+                    "aligned": True,
+                }
+            )
+    return items[:limit]
+
+
+def _grey(path: Path) -> torch.Tensor:
+    image, _ = read_image(path)
+    if image.ndim != 2:
+        raise ValueError(f"{path}: expected a greyscale image, got shape {image.shape}")
+    return torch.from_numpy(image)[None]
+
+
+def kodak_items(
+    folder: str | Path = DATA / "kodak",
+    levin_folder: str | Path = DATA / "levin",
+    sigmas: tuple[float, ...] = KODAK_SIGMAS,
+    crop: int = KODAK_CROP,
+    seed: int = KODAK_SEED,
+    limit: int | None = None,
+) -> list[dict]:
+    """Kodak photos blurred with each Levin kernel, plus Gaussian noise of each sigma, grouped by sigma.
+
+    Each photo's central crop x crop region is the sharp image; the blurred image is the linear
+    convolution (`pydeblur.degrade.blur_valid`, valid region) of the larger central crop that the
+    kernel needs, so its borders hold real image content, then N(0, sigma^2) noise from a generator
+    seeded by (seed, photo, kernel, sigma). Within each sigma, round r = 0..7 pairs photo p with
+    kernel (p + r) mod 8, so every prefix is balanced; `limit` keeps the first `limit` items of each
+    sigma (24: every photo once, every kernel 3 times).
+    """
+    from pydeblur.degrade import blur_valid, valid_offset
+
+    folder = Path(folder)
+    photos = sorted(folder.glob("kodim*.png"))
+    if not photos:
+        raise FileNotFoundError(f"no kodim*.png photos in {folder}")
+    kernels = levin_kernels(levin_folder)
+    per_sigma = (
+        len(photos) * len(kernels) if limit is None else min(limit, len(photos) * len(kernels))
+    )
+    pairs = [(p, (p + r) % len(kernels)) for r in range(len(kernels)) for p in range(len(photos))]
+    images = {}
+    items = []
+    for s_index, sigma in enumerate(sigmas):
+        for p_index, k_index in pairs[:per_sigma]:
+            if p_index not in images:
+                images[p_index] = torch.from_numpy(read_image(photos[p_index])[0]).permute(2, 0, 1)
+            image, kernel = images[p_index], kernels[k_index]
+            kh, kw = kernel.shape
+            top, left = valid_offset(kh, kw)
+            row = (image.shape[1] - crop) // 2 - top
+            col = (image.shape[2] - crop) // 2 - left
+            padded = image[:, row : row + crop + kh - 1, col : col + crop + kw - 1]
+            blurred = blur_valid(padded[None], kernel)[0]
+            entropy = np.random.SeedSequence([seed, p_index, k_index, s_index])
+            generator = torch.Generator().manual_seed(int(entropy.generate_state(1)[0]))
+            noise = torch.randn(blurred.shape, generator=generator) * sigma
+            items.append(
+                {
+                    "blurred": blurred + noise,
+                    "sharp": padded[:, top : top + crop, left : left + crop].contiguous(),
+                    "psf": kernel[None],
+                    "group": f"sigma {sigma:g}",
+                    "name": f"{photos[p_index].stem}_kernel{k_index + 1}_sigma{sigma:g}",
+                    "noise_var": sigma**2,
+                    "aligned": False,
+                }
+            )
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------
+# Levin's scoring rule
+
+
+def aligned_mse(
+    restored: torch.Tensor,
+    sharp: torch.Tensor,
+    max_shift: int = LEVIN_SHIFT,
+    border: int = LEVIN_BORDER,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The smallest MSE over integer shifts within +-max_shift, ignoring `border` pixels.
+
+    restored, sharp: [N, C, H, W]. The sharp image's interior [border:H-border, border:W-border] is
+    compared with the restored image's window moved by (dy, dx). Returns (mse [N], shift [N, 2] as
+    (dy, dx): restored[r + dy, c + dx] matches sharp[r, c]).
+    """
+    if restored.shape != sharp.shape or restored.dim() != 4:
+        raise ValueError(
+            f"restored and sharp must be [N, C, H, W] of one shape, got {tuple(restored.shape)} "
+            f"and {tuple(sharp.shape)}"
+        )
+    if border < max_shift:
+        raise ValueError(f"border ({border}) must be at least max_shift ({max_shift})")
+    height, width = sharp.shape[-2:]
+    if height <= 2 * border or width <= 2 * border:
+        raise ValueError(f"images of {height}x{width} have nothing inside a {border}-pixel border")
+    # Every shift at once: sum (w - r)^2 = sum w^2 - 2 sum w r + sum r^2 over the window w of each
+    # shift; sum w r is a cross-correlation (FFT; the shifts never wrap around since border >=
+    # max_shift), sum w^2 a box sum of restored^2 (integral image).
+    x = restored.double()
+    reference = torch.zeros_like(x)
+    interior = (..., slice(border, height - border), slice(border, width - border))
+    reference[interior] = sharp[interior].double()
+    correlation = torch.fft.irfft2(
+        torch.fft.rfft2(x) * torch.fft.rfft2(reference).conj(), s=(height, width)
+    )
+    lags = torch.arange(-max_shift, max_shift + 1, device=x.device)
+    cross = correlation[..., lags[:, None] % height, lags[None, :] % width].sum(
+        1
+    )  # [N, 2s+1, 2s+1]
+    integral = torch.nn.functional.pad(x.square().sum(1).cumsum(-2).cumsum(-1), (1, 0, 1, 0))
+    top = border + lags[:, None]
+    left = border + lags[None, :]
+    bottom, right = top + height - 2 * border, left + width - 2 * border
+    energy = (
+        integral[:, bottom, right]
+        - integral[:, top, right]
+        - integral[:, bottom, left]
+        + integral[:, top, left]
+    )
+    count = sharp.shape[1] * (height - 2 * border) * (width - 2 * border)
+    sse = energy - 2 * cross + reference.square().flatten(1).sum(1)[:, None, None]
+    mse = (sse / count).clamp_min(0).flatten(1)
+    best, index = mse.min(dim=1)
+    side = 2 * max_shift + 1
+    best_shift = torch.stack([index // side - max_shift, index % side - max_shift], dim=1)
+    return best, best_shift
+
+
+def aligned_pair(
+    restored: torch.Tensor,
+    sharp: torch.Tensor,
+    shift: torch.Tensor,
+    border: int = LEVIN_BORDER,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The compared windows at the given shifts [N, 2]: (restored, sharp) [N, C, H - 2b, W - 2b]."""
+    height, width = sharp.shape[-2:]
+    windows = [
+        restored[n, :, border + dy : height - border + dy, border + dx : width - border + dx]
+        for n, (dy, dx) in enumerate(shift.tolist())
+    ]
+    return torch.stack(windows), sharp[..., border : height - border, border : width - border]
