@@ -206,6 +206,7 @@ def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; shipped weights must be readable by all
         os.replace(tmp, path)
     finally:
         if tmp.exists():
