@@ -158,8 +158,10 @@ class DeblurNet(nn.Module):
         return self.log_nsr.exp()
 
     def features(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
-        """The network's input [B, 3 + 3 S, H, W] (see `pydeblur.features`)."""
-        return wiener_features(blurred, psf, self.nsr, self.config.margin)
+        """The network's input [B, 3 + 3 S, H, W] (see `pydeblur.features`), always in float32 or
+        float64: autocast (bf16 training) applies to the network, not to the padding and FFTs."""
+        with torch.autocast(blurred.device.type, enabled=False):
+            return wiener_features(blurred, psf, self.nsr.float(), self.config.margin)
 
     def forward(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -204,6 +206,7 @@ def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; shipped weights must be readable by all
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -43,6 +43,16 @@ def test_forward_shape_dtype_and_gradient(head):
     assert blurred.grad is not None and torch.isfinite(blurred.grad).all()
 
 
+def test_bf16_autocast_runs_the_network_in_bf16_and_the_features_in_float32():
+    model = DeblurNet(ModelConfig(blocks=1, channels=8, kernel_size=3, dropout=0.0, head="direct"))
+    blurred, psf = inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.features(blurred, psf).dtype == torch.float32
+        out = model(blurred, psf)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out, model(blurred, psf), atol=0.05, rtol=0.05)
+
+
 def test_features_stack_blurred_then_one_wiener_image_per_snr():
     blurred, psf = inputs(size=24, psf_size=5)
     nsr = nsr_values([10.0, 30.0])

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from pydeblur.model import DeblurNet, load_model
-from training.train import TrainOptions, init_from, lr_factor, parse_args, run
+from training.train import TrainOptions, init_from, lr_factor, parse_args, perturb_psf, run
 
 
 class SyntheticBlur(torch.utils.data.Dataset):
@@ -192,3 +192,53 @@ def test_two_gloo_processes_hold_identical_weights(tmp_path):
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
     assert (tmp_path / "run" / "last.pt").exists()  # rank 0 checkpoints
+
+
+def test_loss_switches_from_l2_to_ssim_at_the_given_epoch():
+    from pydeblur.ops import ssim_loss
+    from training.train import loss_fn
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 24, 24, generator=g), torch.rand(2, 3, 24, 24, generator=g)
+    opts = TrainOptions(loss="l2-then-ssim", ssim_from_epoch=3)
+    torch.testing.assert_close(loss_fn(x, y, opts, 2), (x - y).square().mean())
+    torch.testing.assert_close(loss_fn(x, y, opts, 3), ssim_loss(x, y))
+    mixed = loss_fn(x, y, TrainOptions(loss="mix", ssim_weight=0.25), 0)
+    torch.testing.assert_close(mixed, 0.75 * (x - y).square().mean() + 0.25 * ssim_loss(x, y))
+    with pytest.raises(ValueError, match="loss"):
+        run(TrainOptions(loss="l1"), train_data=SyntheticBlur())
+
+
+def test_perturbed_psf_is_a_nearby_valid_kernel():
+    torch.manual_seed(0)
+    psf = torch.zeros(3, 1, 15, 15)
+    psf[:, :, 7, 4:11] = 1 / 7  # a horizontal line
+    assert perturb_psf(psf, 0.0) is psf
+    wrong = perturb_psf(psf, 0.3)
+    assert wrong.shape == psf.shape and (wrong >= 0).all()
+    torch.testing.assert_close(wrong.sum(dim=(-2, -1)), torch.ones(3, 1))
+    error = (wrong - psf).abs().sum(dim=(-2, -1))
+    assert (error > 0.05).all() and (error < 1.0).all()
+    assert not torch.equal(wrong[0], wrong[1])  # each image gets its own error
+
+
+def test_scaled_photos_are_resized_once_and_cached(tmp_path):
+    import numpy as np
+
+    from pydeblur.io import read_image, write_image
+    from training.train import scaled_photos
+
+    source = tmp_path / "photo.png"
+    write_image(source, np.random.default_rng(0).random((40, 60, 3)))
+    assert scaled_photos([str(source)], 1.0, tmp_path / "x1") == [str(source)]
+    (half,) = scaled_photos([str(source)], 0.5, tmp_path / "x0.5")
+    assert read_image(half)[0].shape == (20, 30, 3)
+    stamp = os.path.getmtime(half)
+    assert (
+        scaled_photos([str(source)], 0.5, tmp_path / "x0.5") == [half]
+        and os.path.getmtime(half) == stamp
+    )
+    with pytest.raises(ValueError, match="photo_scales"):
+        scaled_photos([str(source)], 1.5, tmp_path / "x")
+    opts, _ = parse_args(["--config", "default", "--photo-scales", "1", "0.5"])
+    assert opts.photo_scales == (1.0, 0.5)

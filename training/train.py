@@ -43,6 +43,11 @@ class TrainOptions:
     data: str | None = None  # folder of photos (None: the datasets' default)
     seed: int = 0
     split_seed: int = 0  # the photo split (pydeblur.datasets.split_photos), shared with evaluation
+    init_from: str | None = None  # start from these weights (.safetensors or .pt) where shapes fit
+    psf_error: float = 0.0  # kernel error given to the network (see perturb_psf); 0: the exact PSF
+    photo_scales: tuple[float, ...] = (
+        1.0,
+    )  # train on the photos resized by each factor (see scaled_photos)
     batch_size: int = 2
     crop: int = 48
     lr: float = 1e-3
@@ -123,8 +128,13 @@ def build_data(opts: TrainOptions) -> tuple[Any, list[tuple[torch.Tensor, ...]]]
     from pydeblur import datasets
 
     split = datasets.split_photos(opts.data or DEFAULT_PHOTOS, seed=opts.split_seed)
+    photos = [
+        path
+        for scale in opts.photo_scales
+        for path in scaled_photos(split["train"], scale, Path(opts.out) / f"photos_x{scale:g}")
+    ]
     train = datasets.BlurredCrops(
-        split["train"] * TRAIN_REPEATS,
+        photos * TRAIN_REPEATS,
         crops_per_photo=1,
         crop_size=opts.crop,
         photons=opts.photons,
@@ -142,6 +152,33 @@ def build_data(opts: TrainOptions) -> tuple[Any, list[tuple[torch.Tensor, ...]]]
         for i in range(0, len(items), 8)
     ]
     return train, val_batches
+
+
+def scaled_photos(paths: list[str], scale: float, folder: Path) -> list[str]:
+    """The photos resized by `scale` (area interpolation, 8-bit PNG, cached in folder); 1: as they are.
+
+    The training photos are large wallpapers (about 1000 x 1600) with little detail per pixel; test
+    images such as Levin's (255 x 255) and Kodak (768 x 512) have much more. Downscaled copies put
+    that detail, and strong blur of detailed content, into training.
+    """
+    if scale == 1:
+        return list(paths)
+    if not 0 < scale < 1:
+        raise ValueError(f"photo_scales must be in (0, 1], got {scale}")
+    import cv2
+
+    from pydeblur.io import read_image, write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scaled = []
+    for path in paths:
+        target = folder / (Path(path).stem + ".png")
+        if not target.exists():
+            image, _ = read_image(path)
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            write_image(target, cv2.resize(image[..., :3], size, interpolation=cv2.INTER_AREA))
+        scaled.append(str(target))
+    return scaled
 
 
 def unpack(item: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -205,6 +242,33 @@ def make_loader(dataset, opts: TrainOptions, where: Dist) -> torch.utils.data.Da
         drop_last=True,
         persistent_workers=opts.workers > 0,
     )
+
+
+def perturb_psf(psf: torch.Tensor, strength: float) -> torch.Tensor:
+    """A slightly wrong copy of psf [B, 1, kh, kw], as a real kernel estimate is.
+
+    Each tap is scaled by (1 + strength N(0, 1)), a faint haze (strength / 10 of the peak, uniform)
+    spreads over the support dilated by one pixel, and the kernel moves by a random sub-pixel shift of
+    up to strength pixels per axis (bilinear); the result is non-negative and sums to 1. The blurred
+    image keeps the exact PSF: the network learns not to trust a kernel blindly. Draws from the torch
+    RNG (saved in checkpoints, so resume stays exact).
+    """
+    if strength <= 0:
+        return psf
+    batch = psf.shape[0]
+    peak = psf.amax(dim=(-2, -1), keepdim=True)
+    support = torch.nn.functional.max_pool2d(psf, 3, stride=1, padding=1) > 0
+    noisy = psf * (1 + strength * torch.randn_like(psf))
+    noisy = noisy + support * (strength / 10) * peak * torch.rand_like(psf)
+    shift = (torch.rand(batch, 2, device=psf.device) * 2 - 1) * strength
+    kh, kw = psf.shape[-2:]
+    theta = torch.zeros(batch, 2, 3, device=psf.device, dtype=psf.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2] = 2 * shift[:, 0] / kw
+    theta[:, 1, 2] = 2 * shift[:, 1] / kh
+    grid = torch.nn.functional.affine_grid(theta, list(psf.shape), align_corners=False)
+    moved = torch.nn.functional.grid_sample(noisy.clamp_min(0), grid, align_corners=False)
+    return moved / moved.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
 
 
 # ---------------------------------------------------------------- optimisation
@@ -350,6 +414,7 @@ class Trainer:
         )
         for batch in bar:
             blurred, psf, sharp = (t.to(self.device, non_blocking=True) for t in unpack(batch))
+            psf = perturb_psf(psf, self.opts.psf_error)
             with autocast:
                 output = self.wrapped(blurred, psf)
             loss = loss_fn(output, sharp, self.opts, epoch)
@@ -458,7 +523,7 @@ def resumed_options(opts: TrainOptions) -> TrainOptions:
     if not path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
     saved = json.loads(load_checkpoint(path)["options"])
-    for key in ("photons", "gauss"):
+    for key in ("photons", "gauss", "photo_scales"):
         saved[key] = tuple(saved[key])
     for key in RUNTIME_OPTIONS:
         saved[key] = getattr(opts, key)
@@ -468,7 +533,6 @@ def resumed_options(opts: TrainOptions) -> TrainOptions:
 def run(
     opts: TrainOptions,
     resume: bool = False,
-    init: str | None = None,
     train_data: Any = None,
     val_batches: list[tuple[torch.Tensor, ...]] | None = None,
 ) -> DeblurNet:
@@ -484,10 +548,10 @@ def run(
     if resume:
         state = load_checkpoint(trainer.out / "last.pt")
         trainer.restore(state)
-    elif init:
-        copied, total = init_from(trainer.model, init)
+    elif opts.init_from:
+        copied, total = init_from(trainer.model, opts.init_from)
         if where.main:
-            print(f"init-from {init}: {copied} of {total} tensors copied")
+            print(f"init-from {opts.init_from}: {copied} of {total} tensors copied", flush=True)
     trainer.wrap()
     if train_data is None:
         train_data, built_val = build_data(opts)
@@ -523,7 +587,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, argparse.Na
     parser.add_argument("--config", default="tiny", help=f"model config: {', '.join(CONFIGS)}")
     parser.add_argument("--out", help="run folder (default runs/<config>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    parser.add_argument("--init-from", help="start from these weights where shapes fit")
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"model"}
     for f in dataclasses.fields(TrainOptions):
         if f.name in ("config", "out", "model"):
@@ -533,8 +596,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, argparse.Na
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif f.name in ("photons", "gauss"):
             parser.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"))
+        elif f.name == "photo_scales":
+            parser.add_argument(flag, type=float, nargs="+", metavar="SCALE")
         else:
-            kind = {"threads": int, "data": str}.get(f.name) or type(f.default)
+            kind = {"threads": int, "data": str, "init_from": str}.get(f.name) or type(f.default)
             parser.add_argument(flag, type=kind)
     parser.add_argument(
         "--model-set",
@@ -556,7 +621,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, argparse.Na
     for f in dataclasses.fields(TrainOptions):
         value = getattr(args, f.name, None) if f.name not in ("config", "model") else None
         if value is not None:
-            values[f.name] = tuple(value) if f.name in ("photons", "gauss") else value
+            values[f.name] = tuple(value) if isinstance(value, list) else value
     values["out"] = args.out or f"runs/{args.config}"
     values["model"] = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.model_set)}
     for key in ("photons", "gauss"):
@@ -567,7 +632,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, argparse.Na
 
 def main(argv: list[str] | None = None) -> None:
     opts, args = parse_args(argv)
-    run(opts, resume=args.resume, init=args.init_from)
+    run(opts, resume=args.resume)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""The whole network: inference time per 256x256 image and training throughput, per named config.
+
+    pytest benchmarks/test_bench_model.py --benchmark-only --benchmark-group-by=group
+
+Inference (batch 1, 3x256x256, features + network, no grad) against the same network whose Wiener
+bank is plain PyTorch (torch.fft, batched), and against the paper's 0.347 s per image (its GPU, in
+extra_info). Training: one Adam step (features, forward, L2, backward) on 4 crops of 128x128;
+extra_info["samples_per_s"] is 4 / the mean step time.
+"""
+
+import pytest
+import torch
+
+import pydeblur.ops
+from pydeblur.model import DeblurNet
+from tests.helpers import cpu_and_cuda
+
+PAPER_SECONDS_PER_IMAGE = 0.347
+CONFIG_NAMES = ("tiny", "default", "small", "paper")
+
+
+def plain_wiener_bank(y, psf, snr_db=None, nsr=None):
+    """The Wiener bank in plain PyTorch: rfft2, broadcast complex arithmetic, one irfft2."""
+    height, width = y.shape[-2:]
+    kh, kw = psf.shape[-2:]
+    padded = torch.zeros(*psf.shape[:-2], height, width, dtype=y.dtype, device=y.device)
+    padded[..., :kh, :kw] = psf
+    otf = torch.fft.rfft2(torch.roll(padded, (-(kh // 2), -(kw // 2)), (-2, -1)))[:, None]
+    spectrum = torch.fft.rfft2(y)[:, None]
+    filters = otf.conj() / (otf.abs().square() + nsr.to(y.dtype).view(1, -1, 1, 1, 1))
+    return torch.fft.irfft2(filters * spectrum, s=(height, width))
+
+
+def inputs(batch, size, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    blurred = torch.rand(batch, 3, size, size, generator=g)
+    psf = torch.rand(batch, 1, 34, 34, generator=g)
+    return blurred.to(device), (psf / psf.sum(dim=(-2, -1), keepdim=True)).to(device)
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("wiener", ["pydeblur_op", "plain_pytorch"])
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_inference_per_image(benchmark, name, wiener, device, monkeypatch):
+    if wiener == "plain_pytorch":
+        monkeypatch.setattr(pydeblur.ops, "wiener_bank", plain_wiener_bank)
+    model = DeblurNet(name).to(device).eval()
+    blurred, psf = inputs(1, 256, device)
+    benchmark.group = f"inference 1x3x256x256 {name} {device}"
+    benchmark.extra_info["paper_seconds_per_image"] = PAPER_SECONDS_PER_IMAGE
+
+    @torch.no_grad()
+    def run():
+        model(blurred, psf)
+        sync(device)
+
+    run()  # warm-up (FFT plans, allocator)
+    rounds = 2 if name == "paper" and device == "cpu" else 5
+    benchmark.pedantic(run, rounds=rounds, iterations=1)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_training_step(benchmark, name, device):
+    torch.manual_seed(0)
+    model = DeblurNet(name).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    blurred, psf = inputs(4, 128, device)
+    sharp = blurred.clone()
+    benchmark.group = f"training step 4x3x128x128 {name} {device}"
+
+    def step():
+        loss = (model(blurred, psf) - sharp).square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync(device)
+
+    step()
+    rounds = 2 if name == "paper" and device == "cpu" else 4
+    benchmark.pedantic(step, rounds=rounds, iterations=1)
+    benchmark.extra_info["samples_per_s"] = 4 / benchmark.stats.stats.mean
