@@ -5,7 +5,10 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS: list[str] = []
+SUBCOMMANDS: list[str] = [
+    "deblur_cmd",
+    "demo_cmd",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
