@@ -216,7 +216,12 @@ def resolve_model(
         )
     path = Path(model)
     stamp = path.stat().st_mtime if path.is_file() else None
-    return _load_cached(str(model), stamp, device)
+    try:
+        return _load_cached(str(model), stamp, device)
+    except (OSError, ValueError, TypeError):
+        raise
+    except Exception as error:  # the safetensors reader's own errors name no file
+        raise ValueError(f"{model}: not a pydeblur weights file ({error})") from error
 
 
 def receptive_radius(model: torch.nn.Module) -> int:
@@ -280,6 +285,19 @@ def auto_tile(
     padded = int(math.sqrt(budget / bytes_per_pixel(model)))
     tile = padded - 2 * max(psf_shape)
     return max(MIN_TILE, min(MAX_TILE, tile // 8 * 8))
+
+
+def check_tile(tile: int, overlap: int) -> None:
+    """Tiles must be integers at least twice the overlap (else they would be mostly overlap)."""
+    if not isinstance(tile, int) or not isinstance(overlap, int) or overlap < 0 or tile < 1:
+        raise ValueError(
+            f"tile and overlap must be positive integers, got {tile!r} and {overlap!r}"
+        )
+    if tile < 2 * overlap:
+        raise ValueError(
+            f"tile ({tile}) must be at least twice the overlap between tiles ({overlap}); use a larger "
+            "tile or a smaller overlap"
+        )
 
 
 def tile_layout(length: int, tile: int, overlap: int) -> tuple[list[int], int]:
@@ -392,15 +410,8 @@ def deblur(
         overlap = default_overlap(net, (kh, kw))
     if tile is None:  # the memory budget yields to the overlap: tiles of less are mostly overlap
         tile = max(auto_tile(net, (kh, kw), target, max_memory), 2 * overlap)
-    if not isinstance(tile, int) or not isinstance(overlap, int) or overlap < 0:
-        raise ValueError(
-            f"tile and overlap must be integers (overlap >= 0), got {tile!r}, {overlap!r}"
-        )
-    if tile < 2 * overlap and (tile < height or tile < width):
-        raise ValueError(
-            f"tile ({tile}) must be at least twice the overlap between tiles ({overlap}); use a larger "
-            "tile or a smaller overlap"
-        )
+    if tile < height or tile < width:
+        check_tile(tile, overlap)
     kernel = kernel[None, None].to(target)
     results = []
     with torch.inference_mode():

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pydeblur.psf import read_psf
-    from pydeblur.restore import resolve_model
+    from pydeblur.restore import check_tile, default_overlap, resolve_model
 
     files = list_inputs(args.inputs)
     targets = plan_outputs(files, args.output)
@@ -151,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = shard.device(args.device)
         model = resolve_model(args.model, device)
+        if args.tile is not None:
+            check_tile(args.tile, default_overlap(model, psf.shape))
         if len(files) == 1 and shard.world == 1:  # its error is the command's one-line error
             deblur_file(files[0], targets[0], psf, model, device, args.tile)
             print(f"wrote {targets[0]}")
