@@ -204,12 +204,13 @@ def _load_cached(name: str, stamp: float | None, device: torch.device) -> torch.
 def resolve_model(
     model: str | os.PathLike | torch.nn.Module, device: torch.device
 ) -> torch.nn.Module:
-    """A network in eval mode on `device`: a module as given, or a name/path for `load_model`.
+    """A network on `device`: a module as given (moved there if it lives elsewhere), or a shipped
+    name or weights file for `pydeblur.model.load_model`, in eval mode.
 
     Loaded models are cached per (name or path, file time, device), so repeated calls do not reload.
     """
     if isinstance(model, torch.nn.Module):
-        return model.to(device).eval()
+        return model if _module_device(model) == device else model.to(device)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(
             f"model must be a name, a weights file or a torch.nn.Module, got {type(model).__name__}"
@@ -222,6 +223,13 @@ def resolve_model(
         raise
     except Exception as error:  # the safetensors reader's own errors name no file
         raise ValueError(f"{model}: not a pydeblur weights file ({error})") from error
+
+
+def _module_device(model: torch.nn.Module) -> torch.device:
+    """Where a module's parameters (or buffers) live; the CPU for a module with neither."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def receptive_radius(model: torch.nn.Module) -> int:
@@ -389,8 +397,10 @@ def deblur(
         psf: the blur kernel, [kh, kw], non-negative (normalised to sum 1 here), centre at
             (kh // 2, kw // 2); an array, a tensor, or a kernel file (.npy/.png/.txt/.csv/.mat).
         model: "default" (the shipped weights), another shipped name, a weights file, or a module
-            with forward(blurred [B, 3, H, W], psf [B, 1, kh, kw]) -> [B, 3, H, W].
-        device: "auto" (CUDA when pydeblur has CUDA kernels and a GPU is present), "cpu", "cuda:N".
+            with forward(blurred [B, 3, H, W], psf [B, 1, kh, kw]) -> [B, 3, H, W] (run in eval
+            mode and handed back in its own mode).
+        device: "auto" (CUDA when pydeblur has CUDA kernels and a GPU is present; for a module: where
+            it lives), "cpu", "cuda:N" (a module living elsewhere is moved there).
         tile: tile side in pixels; None picks the largest that fits the free memory (a whole image
             that fits is one tile).
         overlap: pixels shared by neighbouring tiles; None derives it from the kernel size and the
@@ -404,7 +414,10 @@ def deblur(
     height, width = colour.shape[-2:]
     kernel = _as_psf(psf, (height, width))
     kh, kw = kernel.shape
-    target = resolve_device(device)
+    if isinstance(model, torch.nn.Module) and device in ("auto", None):
+        target = _module_device(model)  # a module given runs where it lives
+    else:
+        target = resolve_device(device)
     net = resolve_model(model, target)
     if overlap is None:
         overlap = default_overlap(net, (kh, kw))
@@ -414,8 +427,13 @@ def deblur(
         check_tile(tile, overlap)
     kernel = kernel[None, None].to(target)
     results = []
-    with torch.inference_mode():
-        for index in range(colour.shape[0]):
-            rgb = colour[index : index + 1].expand(1, 3, height, width)
-            results.append(_run_tiled(net, rgb, kernel, target, tile, overlap))
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            for index in range(colour.shape[0]):
+                rgb = colour[index : index + 1].expand(1, 3, height, width)
+                results.append(_run_tiled(net, rgb, kernel, target, tile, overlap))
+    finally:
+        net.train(was_training)  # a module given mid-training is handed back as it was
     return _from_batch(torch.cat(results), alpha, form)

@@ -161,6 +161,13 @@ def test_torch_input_keeps_its_device_and_is_not_modified(base, example, net):
     assert out.device == image.device and torch.equal(image, before)
 
 
+def test_a_module_in_training_runs_in_eval_mode_and_is_handed_back_training(base, example):
+    net = DeblurNet(dataclasses.replace(CONFIGS["tiny"], dropout=0.5)).train()
+    first = deblur(base.astype(np.float32), example[2], model=net)
+    assert net.training
+    assert np.array_equal(first, deblur(base.astype(np.float32), example[2], model=net))
+
+
 def test_model_from_a_weights_file_matches_the_module(tmp_path, base, reference, example, net):
     path = save_weights(net, tmp_path / "tiny.safetensors", {"note": "random weights for tests"})
     out = deblur(base.astype(np.float32), example[2], model=str(path))
