@@ -6,6 +6,8 @@ import importlib
 import sys
 
 SUBCOMMANDS: list[str] = [
+    "psf_cmd",
+    "blur_cmd",
     "deblur_cmd",
     "demo_cmd",
 ]

@@ -1,0 +1,205 @@
+"""GPU figures for benchmarks/gpu_check.sh: copy rate, each operator against its peers, the network end
+to end. Prints a short Markdown table and writes the JSON whose keys the README quotes.
+
+Effective bandwidth of an operator = (bytes of its inputs + outputs) / time, as a fraction of the
+measured device-to-device copy rate (bytes read + written / time).
+"""
+
+import argparse
+import json
+import statistics
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from pydeblur.ops import bilateral_filter, ssim, wiener_bank
+
+B, C, H, W, S = 8, 3, 256, 256, 15
+
+
+def cuda_ms(fn: Callable[[], object], warmup: int = 5, iters: int = 30) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def copy_gbps() -> float:
+    a = torch.empty(256 * 2**20, device="cuda")
+    b = torch.empty_like(a)
+    ms = cuda_ms(lambda: b.copy_(a))
+    return 2 * a.numel() * a.element_size() / ms / 1e6
+
+
+def fwd_bwd(op: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> Callable[[], None]:
+    leaves = [t.detach().requires_grad_() for t in inputs]
+
+    def run() -> None:
+        op(*leaves).float().sum().backward()
+
+    return run
+
+
+def torch_wiener(y, psf, nsr):
+    pad = torch.zeros(psf.shape[0], 1, H, W, device=y.device)
+    kh, kw = psf.shape[-2:]
+    pad[..., :kh, :kw] = psf
+    otf = torch.fft.rfft2(torch.roll(pad, (-(kh // 2), -(kw // 2)), (-2, -1)))
+    spectrum = torch.fft.rfft2(y)
+    filters = otf.conj()[:, None] / (otf.abs().square()[:, None] + nsr.view(1, -1, 1, 1, 1))
+    return torch.fft.irfft2(filters * spectrum[:, None], s=(H, W))
+
+
+def torch_ssim_same(x, y, window=11, sigma=1.5):
+    g = torch.exp(-((torch.arange(window, device=x.device) - window // 2) ** 2) / (2 * sigma**2))
+    g = (g / g.sum()).to(x.dtype)
+    k = (g[:, None] * g[None, :]).expand(x.shape[1], 1, window, window).contiguous()
+
+    def blur(t):
+        return F.conv2d(t, k, padding=window // 2, groups=x.shape[1])
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    return (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", required=True)
+    args = parser.parse_args()
+    torch.backends.cudnn.benchmark = True
+    dev = "cuda"
+    torch.manual_seed(0)
+    x = torch.rand(B, C, H, W, device=dev)
+    y = torch.rand(B, C, H, W, device=dev)
+    psf = torch.rand(B, 1, 34, 34, device=dev)
+    psf /= psf.sum((-2, -1), keepdim=True)
+    nsr = 10 ** (-torch.arange(9.0, 66.0, 4.0, device=dev) / 10)
+    image_bytes = x.numel() * 4
+    report: dict[str, object] = {
+        "card": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "copy_GBps": round(copy_gbps(), 1),
+    }
+    copy = report["copy_GBps"]
+
+    def record(op: str, fwd_ms: float, fwdbwd_ms: float, bytes_moved: int, peers: dict) -> None:
+        report[f"{op}_fwd_ms"] = round(fwd_ms, 4)
+        report[f"{op}_fwdbwd_ms"] = round(fwdbwd_ms, 4)
+        report[f"{op}_bandwidth_fraction"] = round(bytes_moved / fwd_ms / 1e6 / copy, 3)
+        for peer, peer_ms in peers.items():
+            if peer_ms is not None:
+                report[f"{op}_speedup_vs_{peer}"] = round(peer_ms / fwd_ms, 2)
+
+    ours = cuda_ms(lambda: wiener_bank(y, psf, nsr=nsr))
+    peers = {"torch": cuda_ms(lambda: torch_wiener(y, psf, nsr))}
+    try:
+        import cupy
+
+        cy, cpsf = cupy.asarray(y), cupy.asarray(psf)
+        cnsr = cupy.asarray(nsr)
+
+        def cupy_wiener():
+            pad = cupy.zeros((B, 1, H, W), dtype=cupy.float32)
+            pad[..., :34, :34] = cpsf
+            otf = cupy.fft.rfft2(cupy.roll(pad, (-17, -17), (-2, -1)))
+            filt = otf.conj()[:, None] / (
+                cupy.abs(otf)[:, None] ** 2 + cnsr[None, :, None, None, None]
+            )
+            return cupy.fft.irfft2(filt * cupy.fft.rfft2(cy)[:, None], s=(H, W))
+
+        peers["cupy"] = cuda_ms(cupy_wiener)
+    except ImportError:
+        pass
+    record(
+        "wiener_bank",
+        ours,
+        cuda_ms(fwd_bwd(lambda a: wiener_bank(a, psf, nsr=nsr), y)),
+        image_bytes * (1 + S),
+        peers,
+    )
+
+    peers = {}
+    try:
+        import kornia
+
+        def kornia_bilateral(t):
+            return kornia.filters.bilateral_blur(t, 7, 40 / 255, (10.0, 10.0), "reflect", "l1")
+
+        peers["kornia"] = cuda_ms(lambda: kornia_bilateral(x))
+        peers["kornia_fwdbwd"] = cuda_ms(fwd_bwd(kornia_bilateral, x))
+    except ImportError:
+        pass
+    bil_fb = cuda_ms(fwd_bwd(bilateral_filter, x))
+    record(
+        "bilateral_filter",
+        cuda_ms(lambda: bilateral_filter(x)),
+        bil_fb,
+        2 * image_bytes,
+        {k: v for k, v in peers.items() if k == "kornia"},
+    )
+    if "kornia_fwdbwd" in peers:
+        report["bilateral_filter_fwdbwd_speedup_vs_kornia"] = round(
+            peers["kornia_fwdbwd"] / bil_fb, 2
+        )
+
+    peers = {"torch": cuda_ms(lambda: torch_ssim_same(x, y))}
+    ssim_fb = cuda_ms(fwd_bwd(ssim, x, y))
+    peers_fb = {"torch": cuda_ms(fwd_bwd(torch_ssim_same, x, y))}
+    try:
+        import pytorch_msssim
+
+        peers["pytorch_msssim"] = cuda_ms(lambda: pytorch_msssim.ssim(x, y, data_range=1.0))
+        peers_fb["pytorch_msssim"] = cuda_ms(
+            fwd_bwd(lambda a, b: pytorch_msssim.ssim(a, b, data_range=1.0), x, y)
+        )
+    except ImportError:
+        pass
+    record("ssim", cuda_ms(lambda: ssim(x, y)), ssim_fb, 2 * image_bytes, peers)
+    for peer, peer_ms in peers_fb.items():
+        report[f"ssim_fwdbwd_speedup_vs_{peer}"] = round(peer_ms / ssim_fb, 2)
+
+    report.update(end_to_end())
+    with open(args.json, "w") as f:
+        json.dump(report, f, indent=2)
+    print("| key | value |\n|---|---|")
+    for key, value in report.items():
+        print(f"| {key} | {value} |")
+
+
+def end_to_end() -> dict[str, float]:
+    """The network with its features: bf16 autocast, channels_last, cuDNN autotuning, torch.compile."""
+    from pydeblur.model import CONFIGS, DeblurNet, load_model
+
+    try:
+        model, name = load_model("default", device="cuda"), "default"
+    except (FileNotFoundError, ValueError):
+        model, name = DeblurNet(CONFIGS["paper"]).cuda(), "paper (random weights)"
+    model = model.eval().to(memory_format=torch.channels_last)
+    compiled = torch.compile(model)
+    out = {"end_to_end_model": name}
+    for batch, key in ((1, "end_to_end_ms_b1"), (64, "throughput_img_per_s_b64")):
+        blurred = torch.rand(batch, 3, H, W, device="cuda")
+        psf = torch.rand(batch, 1, 34, 34, device="cuda")
+        psf /= psf.sum((-2, -1), keepdim=True)
+
+        def run(net=compiled, blurred=blurred, psf=psf):
+            with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16):
+                return net(blurred, psf)
+
+        ms = cuda_ms(run, warmup=3, iters=20)
+        out[key] = round(ms, 3) if batch == 1 else round(batch / ms * 1e3, 1)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""Training and evaluation data: blurred, noisy crops made on the fly from a folder of sharp photos.
+
+The protocol of DESIGN.md: photos split by source photo into train/val/test; random crops; one
+camera-shake trajectory per crop sampled into one PSF per exposure fraction (4 by default); blur by
+valid linear convolution (`pydeblur.degrade`) and Poisson-Gaussian photon noise. Every item is a pure
+function of (seed, index), so it is the same in every epoch and with any number of workers. The fixed
+test set is materialised once with `save_test_set` so every evaluation sees the same images.
+
+Nothing here knows where the data live: callers pass the folder (training/ defaults to
+../shared/data/photos).
+"""
+
+import json
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from pydeblur.degrade import GAUSS, PHOTONS, add_photon_noise, blur_valid, valid_offset
+from pydeblur.io import read_image, to_integer
+from pydeblur.psf import EXPOSURES, TrajectoryParams, make_psfs
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+SPLITS = ("train", "val", "test")
+PSF_BLOCK = 128  # crops whose trajectories are made together
+
+# Independent random streams of a crop, all spawned from (seed, crop[, exposure]).
+_STREAM_CROP, _STREAM_TRAJECTORY, _STREAM_NOISE_LEVEL, _STREAM_NOISE = 0, 1, 2, 3
+
+
+# ---------------------------------------------------------------------------------------------------
+# Split by source photo
+
+
+def list_photos(folder: str | os.PathLike) -> list[str]:
+    """The image files directly in `folder`, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such photo folder: {folder}")
+    photos = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not photos:
+        raise ValueError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
+    return photos
+
+
+def split_photos(
+    folder: str | os.PathLike, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1)
+) -> dict[str, list[str]]:
+    """Split the photos of `folder` into {"train", "val", "test"} lists of paths, by source photo.
+
+    The photos are shuffled with `seed`; val and test get round(fraction * n) photos each (at least
+    one each when there are three photos or more), train the rest. Each list is sorted.
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1):
+        raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+    photos = list_photos(folder)
+    n = len(photos)
+    order = np.random.default_rng(seed).permutation(n)
+    sizes = [round(f * n) for f in fractions[1:]]
+    if n >= 3:
+        sizes = [max(1, s) if f > 0 else 0 for s, f in zip(sizes, fractions[1:], strict=True)]
+    n_val, n_test = sizes
+    if n_val + n_test > n:
+        raise ValueError(f"{n} photos cannot be split with fractions {fractions}")
+    test = order[:n_test]
+    val = order[n_test : n_test + n_val]
+    train = order[n_test + n_val :]
+    return {
+        name: sorted(photos[i] for i in part)
+        for name, part in zip(SPLITS, (train, val, test), strict=True)
+    }
+
+
+def write_manifest(split: dict[str, list[str]], path: str | os.PathLike) -> None:
+    """Write a split as JSON; paths are stored relative to the manifest's folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.parent.resolve()
+    relative = {
+        name: [os.path.relpath(Path(p).resolve(), base) for p in paths]
+        for name, paths in split.items()
+    }
+    path.write_text(json.dumps(relative, indent=1) + "\n")
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Read a split written by `write_manifest`, as absolute paths."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such manifest: {path} (run `python -m training.prepare_data`)")
+    base = path.parent.resolve()
+    data = json.loads(path.read_text())
+    return {name: [str((base / p).resolve()) for p in paths] for name, paths in data.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Blurred crops made on the fly
+
+
+def _seed_int(*entropy: int) -> int:
+    """A 63-bit integer seed from a tuple of non-negative integers."""
+    return int(
+        np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0] >> np.uint64(1)
+    )
+
+
+def _range(value, name: str) -> tuple[float, float]:
+    low, high = (value, value) if np.isscalar(value) else tuple(value)
+    if not (0 <= low <= high and math.isfinite(high)):
+        raise ValueError(
+            f"{name} must be a number or a (low, high) range of non-negative numbers, got {value!r}"
+        )
+    return float(low), float(high)
+
+
+class BlurredCrops(Dataset):
+    """Random crops of photos blurred by camera-shake PSFs, with photon noise.
+
+    len = len(photo_paths) * crops_per_photo * len(exposures). Item i is crop c = i // E at exposure
+    e = i % E (E = len(exposures)); crop c comes from photo c // crops_per_photo. Each crop has one
+    trajectory, shared by its E exposures. An item is a dict:
+        sharp    float32 [3, crop_size, crop_size] in [0, 1]
+        blurred  float32 [3, crop_size, crop_size] (noise can leave [0, 1]: values are not clipped)
+        psf      float32 [1, psf_size, psf_size], sum 1, centre element (psf_size // 2, psf_size // 2)
+        exposure, photons, gauss: floats (the degradation's T, lambda and sigma)
+    and blurred = degrade(sharp extended by the real photo around it, psf, photons, exposure, gauss).
+
+    photons (lambda) and gauss (sigma, photon units) are numbers or (low, high) ranges drawn per item:
+    photons log-uniformly, gauss uniformly. augment: one of the 8 flips/90-degree rotations per crop,
+    applied to the sharp crop and the PSF before blurring. Deterministic in (seed, i). Photos are
+    decoded on first use and kept (as 8-bit) in each worker process.
+    """
+
+    def __init__(
+        self,
+        photo_paths: Sequence[str | os.PathLike],
+        crops_per_photo: int,
+        crop_size: int = 256,
+        psf_size: int = 34,
+        exposures: Sequence[float] = EXPOSURES,
+        photons=PHOTONS,
+        gauss=GAUSS,
+        augment: bool = False,
+        seed: int = 0,
+        trajectory: TrajectoryParams | None = None,
+    ):
+        self.photo_paths = [str(p) for p in photo_paths]
+        if not self.photo_paths:
+            raise ValueError("photo_paths is empty")
+        if int(crops_per_photo) != crops_per_photo or crops_per_photo < 1:
+            raise ValueError(f"crops_per_photo must be a positive integer, got {crops_per_photo}")
+        if int(crop_size) != crop_size or crop_size < 1:
+            raise ValueError(f"crop_size must be a positive integer, got {crop_size}")
+        self.crops_per_photo = int(crops_per_photo)
+        self.crop_size = int(crop_size)
+        self.exposures = tuple(float(e) for e in exposures)
+        base = trajectory or TrajectoryParams()
+        self.trajectory = TrajectoryParams(psf_size, base.length, base.anxiety, base.samples)
+        self.photons = _range(photons, "photons")
+        if self.photons[0] <= 0:
+            raise ValueError(f"photons must be positive, got {photons!r}")
+        self.gauss = _range(gauss, "gauss")
+        self.augment = bool(augment)
+        self.seed = int(seed)
+        self._photos: dict[str, np.ndarray] = {}
+        self._psfs: OrderedDict[int, np.ndarray] = OrderedDict()
+        make_psfs(1, 0, self.exposures, self.trajectory)  # validates exposures and sizes now
+
+    @property
+    def n_crops(self) -> int:
+        return len(self.photo_paths) * self.crops_per_photo
+
+    def __len__(self) -> int:
+        return self.n_crops * len(self.exposures)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()  # workers start with empty caches
+        state["_photos"], state["_psfs"] = {}, OrderedDict()
+        return state
+
+    def _photo(self, path: str) -> np.ndarray:
+        """The photo as uint8/uint16 [H, W, 3], decoded once per process."""
+        photo = self._photos.get(path)
+        if photo is None:
+            image, source_dtype = read_image(path)
+            if image.ndim == 2:
+                image = np.repeat(image[..., None], 3, axis=2)
+            photo = to_integer(image[..., :3], source_dtype)
+            self._photos[path] = photo
+        return photo
+
+    def _crop_psfs(self, crop: int) -> np.ndarray:
+        """The E PSFs of one crop's trajectory, float32 [E, k, k].
+
+        Trajectories are made in blocks of PSF_BLOCK crops by one vectorised `make_psfs` call (crop c
+        is set c % PSF_BLOCK of block c // PSF_BLOCK), so a worker pays a few ms per crop instead of
+        a whole sequential time loop per crop; the last few blocks used are kept.
+        """
+        block, k = divmod(crop, PSF_BLOCK)
+        psfs = self._psfs.get(block)
+        if psfs is None:
+            n = min(PSF_BLOCK, self.n_crops - block * PSF_BLOCK)
+            seed = np.random.SeedSequence([self.seed, _STREAM_TRAJECTORY, block])
+            psfs = make_psfs(n, seed, self.exposures, self.trajectory).psfs
+            self._psfs[block] = psfs
+            if len(self._psfs) > 16:
+                self._psfs.popitem(last=False)
+        else:
+            self._psfs.move_to_end(block)
+        return psfs[k]
+
+    def _padded_crop(self, crop: int) -> tuple[np.ndarray, int]:
+        """The sharp crop extended by psf_size - 1 pixels of the real photo: float32 [3, h', w'],
+        and the augmentation index (0..7)."""
+        path = self.photo_paths[crop // self.crops_per_photo]
+        photo = self._photo(path)
+        side = self.crop_size + self.trajectory.size - 1
+        height, width = photo.shape[:2]
+        if height < side or width < side:
+            raise ValueError(
+                f"{path} is {width}x{height}, smaller than a {self.crop_size} crop plus the "
+                f"{self.trajectory.size}-pixel PSF margin ({side}x{side})"
+            )
+        rng = np.random.default_rng([self.seed, crop, _STREAM_CROP])
+        top = int(rng.integers(0, height - side + 1))
+        left = int(rng.integers(0, width - side + 1))
+        transform = int(rng.integers(0, 8)) if self.augment else 0
+        patch = photo[top : top + side, left : left + side].transpose(2, 0, 1)
+        scale = np.float32(np.iinfo(photo.dtype).max)
+        return patch.astype(np.float32) / scale, transform
+
+    def _noise_levels(self, crop: int, e: int) -> tuple[float, float]:
+        rng = np.random.default_rng([self.seed, crop, _STREAM_NOISE_LEVEL, e])
+        low, high = self.photons
+        photons = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else low
+        gauss = float(rng.uniform(*self.gauss)) if self.gauss[1] > self.gauss[0] else self.gauss[0]
+        return photons, gauss
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        index %= len(self)
+        crop, e = divmod(index, len(self.exposures))
+        padded, transform = self._padded_crop(crop)
+        psf = self._crop_psfs(crop)[e]
+        padded = _transform(padded, transform)
+        psf = _transform(psf, transform)
+        photons, gauss = self._noise_levels(crop, e)
+        exposure = self.exposures[e]
+        generator = torch.Generator().manual_seed(_seed_int(self.seed, crop, _STREAM_NOISE, e))
+        # The Poisson sampler's draws depend on every rate bit by bit: blur with NumPy arrays
+        # (single-threaded, the same in every process) in float64, rounded to float32.
+        clean = blur_valid(padded[None].astype(np.float64), psf.astype(np.float64))
+        clean = torch.from_numpy(clean.astype(np.float32))
+        blurred = add_photon_noise(clean, photons, exposure, gauss, generator)[0]
+        padded_t = torch.from_numpy(np.ascontiguousarray(padded))
+        psf_t = torch.from_numpy(np.ascontiguousarray(psf))
+        top, left = valid_offset(*psf.shape)
+        size = self.crop_size
+        sharp = padded_t[:, top : top + size, left : left + size]
+        return {
+            "sharp": sharp.contiguous(),
+            "blurred": blurred.contiguous(),
+            "psf": psf_t[None].contiguous(),
+            "exposure": exposure,
+            "photons": photons,
+            "gauss": gauss,
+        }
+
+
+def _transform(array: np.ndarray, transform: int) -> np.ndarray:
+    """One of the 8 symmetries of the square on the last two axes: rot90 by transform % 4, then a
+    left-right flip when transform >= 4."""
+    out = np.rot90(array, transform % 4, axes=(-2, -1))
+    return out[..., ::-1] if transform >= 4 else out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The fixed test set
+
+_TENSOR_KEYS = ("blurred", "psf", "exposure", "photons", "gauss")
+
+
+class TestSet(Dataset):
+    """Materialised items (from `load_test_set`): the same dicts as `BlurredCrops`."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+        self.per_crop = len(tensors["blurred"]) // len(tensors["sharp"])
+
+    def __len__(self) -> int:
+        return len(self.tensors["blurred"])
+
+    def __getitem__(self, index: int) -> dict:
+        t = self.tensors
+        sharp = t["sharp"][index // self.per_crop]
+        if sharp.dtype == torch.uint8:
+            sharp = sharp.to(torch.float32) / 255  # exactly what pydeblur.io.read_image gives
+        return {
+            "sharp": sharp,
+            "blurred": t["blurred"][index],
+            "psf": t["psf"][index],
+            "exposure": float(t["exposure"][index]),
+            "photons": float(t["photons"][index]),
+            "gauss": float(t["gauss"][index]),
+        }
+
+
+def save_test_set(
+    dataset: Dataset, path: str | os.PathLike, items_per_crop: int | None = None
+) -> None:
+    """Materialise every item of `dataset` to a safetensors file, losslessly.
+
+    Items come in groups of `items_per_crop` (default: the dataset's number of exposures, else 1)
+    sharing one sharp crop, which is stored once: as uint8 when that is exact (crops of 8-bit photos),
+    else float32. blurred and psf are stored as float32, the scalars as float64.
+    """
+    from safetensors.torch import save_file
+
+    per_crop = items_per_crop or len(getattr(dataset, "exposures", (0,)))
+    n = len(dataset)
+    if n == 0 or n % per_crop:
+        raise ValueError(
+            f"dataset has {n} items, not a positive multiple of {per_crop} items per crop"
+        )
+    items = [dataset[i] for i in range(n)]
+    sharp = torch.stack([items[i]["sharp"] for i in range(0, n, per_crop)])
+    for i, item in enumerate(items):
+        if not torch.equal(item["sharp"], sharp[i // per_crop]):
+            raise ValueError(f"items {i - i % per_crop}..{i} do not share one sharp crop")
+    as_bytes = torch.round(sharp * 255).to(torch.uint8)
+    if torch.equal(as_bytes.to(torch.float32) / 255, sharp):
+        sharp = as_bytes
+    tensors = {"sharp": sharp.contiguous()}
+    for key in _TENSOR_KEYS:
+        values = [item[key] for item in items]
+        if isinstance(values[0], torch.Tensor):
+            tensors[key] = torch.stack(values).to(torch.float32).contiguous()
+        else:
+            tensors[key] = torch.tensor(values, dtype=torch.float64)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{path.name}")
+    save_file(tensors, str(temporary), metadata={"format": "pydeblur-test-set-1"})
+    os.replace(temporary, path)
+
+
+def load_test_set(path: str | os.PathLike) -> TestSet:
+    """Load a file written by `save_test_set`."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such test set: {path} (run `python -m training.prepare_data`)")
+    tensors = load_file(str(path))
+    missing = {"sharp", *_TENSOR_KEYS} - set(tensors)
+    if missing:
+        raise ValueError(
+            f"{path} is not a pydeblur test set (missing {', '.join(sorted(missing))})"
+        )
+    return TestSet(tensors)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int,
+    seed: int,
+    distributed: bool = False,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader with pinned memory (when CUDA is available) and persistent workers.
+
+    shuffle order comes from `seed`. distributed: a DistributedSampler over the initialised process
+    group (call `loader.sampler.set_epoch(epoch)` each epoch to reshuffle, as with any DDP loader).
+    """
+    sampler = None
+    generator = torch.Generator().manual_seed(seed)
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        drop_last=drop_last,
+        generator=generator,
+    )

@@ -1,0 +1,189 @@
+"""Photo split, on-the-fly blurred crops, the materialised test set and the loader."""
+
+import numpy as np
+import pytest
+import torch
+
+from pydeblur.datasets import (
+    BlurredCrops,
+    list_photos,
+    load_test_set,
+    make_loader,
+    read_manifest,
+    save_test_set,
+    split_photos,
+    write_manifest,
+)
+from pydeblur.io import write_image
+from tests.helpers import needs_data
+
+CROP, PSF = 48, 15
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Ten small 8-bit photos (smooth random colours) in a folder, with a non-image file."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        coarse = rng.random((9, 8, 3)).astype(np.float32)
+        image = np.kron(coarse, np.ones((10, 10, 1), np.float32))  # 90x80 blocks: edges to blur
+        write_image(folder / f"photo{i:02d}.png", image)
+    (folder / "SOURCES.md").write_text("not a photo\n")
+    return folder
+
+
+def make_crops(paths, **kwargs):
+    options = {"crops_per_photo": 2, "crop_size": CROP, "psf_size": PSF, "seed": 3}
+    return BlurredCrops(paths, **{**options, **kwargs})
+
+
+def test_split_is_by_photo_disjoint_complete_and_seeded(photos):
+    split = split_photos(photos, seed=0)
+    assert [len(split[k]) for k in ("train", "val", "test")] == [8, 1, 1]
+    everything = sum(split.values(), [])
+    assert sorted(everything) == list_photos(photos) and len(set(everything)) == 10
+    assert split == split_photos(photos, seed=0)
+    assert any(split_photos(photos, seed=s) != split for s in range(1, 5))
+    with pytest.raises(ValueError, match="fractions"):
+        split_photos(photos, fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(FileNotFoundError, match="no such photo folder"):
+        split_photos(photos / "missing")
+
+
+def test_split_of_the_shared_photos():
+    split = split_photos(needs_data("photos"))
+    assert [len(split[k]) for k in ("train", "val", "test")] == [31, 4, 4]
+    assert not set(split["train"]) & set(split["test"])
+    assert not set(split["val"]) & (set(split["test"]) | set(split["train"]))
+
+
+def test_manifest_round_trip(photos, tmp_path):
+    split = split_photos(photos)
+    write_manifest(split, tmp_path / "sub" / "split.json")
+    assert read_manifest(tmp_path / "sub" / "split.json") == split
+    with pytest.raises(FileNotFoundError, match="prepare_data"):
+        read_manifest(tmp_path / "none.json")
+
+
+def test_items_shapes_and_order(photos):
+    data = make_crops(list_photos(photos)[:3])
+    assert len(data) == 3 * 2 * 4 and data.n_crops == 6
+    item = data[5]
+    assert item["sharp"].shape == item["blurred"].shape == (3, CROP, CROP)
+    assert item["sharp"].dtype == item["blurred"].dtype == item["psf"].dtype == torch.float32
+    assert item["psf"].shape == (1, PSF, PSF)
+    assert float(item["psf"].sum()) == pytest.approx(1, abs=1e-5) and item["psf"].min() >= 0
+    assert [data[i]["exposure"] for i in range(4)] == [1 / 8, 1 / 4, 1 / 2, 1]
+    assert item["photons"] == 2048 and item["gauss"] == 0.05
+    with pytest.raises(IndexError):
+        data[len(data)]
+
+
+def test_one_trajectory_per_crop_shared_by_its_exposures(photos):
+    data = make_crops(list_photos(photos)[:2], augment=True)
+    items = [data[i] for i in range(4, 8)]  # crop 1
+    for item in items[1:]:
+        torch.testing.assert_close(item["sharp"], items[0]["sharp"], rtol=0, atol=0)
+    supports = [item["psf"][0] > 0 for item in items]
+    for shorter, longer in zip(supports, supports[1:], strict=False):
+        assert bool((longer | ~shorter).all())  # each PSF's support holds the previous one's
+    assert not torch.equal(data[0]["psf"], items[0]["psf"])  # another crop, another trajectory
+
+
+def test_items_are_deterministic_whatever_the_order_and_instance(photos):
+    paths = list_photos(photos)[:3]
+    first = make_crops(paths, augment=True, photons=(100, 4000), gauss=(0, 2))
+    reference = [first[i] for i in (17, 3, 9)]
+    second = make_crops(paths, augment=True, photons=(100, 4000), gauss=(0, 2))
+    for _ in range(2):
+        for i, item in zip((17, 3, 9), reference, strict=True):
+            again = second[i]
+            for key in ("sharp", "blurred", "psf"):
+                torch.testing.assert_close(again[key], item[key], rtol=0, atol=0)
+            assert (again["photons"], again["gauss"]) == (item["photons"], item["gauss"])
+    other_seed = make_crops(paths, augment=True, seed=4)[3]
+    assert not torch.equal(other_seed["blurred"], reference[1]["blurred"])
+
+
+def test_noise_ranges(photos):
+    data = make_crops(list_photos(photos)[:2], photons=(100, 4000), gauss=(0.0, 2.0))
+    levels = [(data[i]["photons"], data[i]["gauss"]) for i in range(len(data))]
+    assert all(100 <= p <= 4000 and 0 <= g <= 2 for p, g in levels)
+    assert len(set(levels)) == len(levels)
+    with pytest.raises(ValueError, match="photons"):
+        make_crops(list_photos(photos)[:2], photons=(10, 1))
+    with pytest.raises(ValueError, match="gauss"):
+        make_crops(list_photos(photos)[:2], gauss=-1.0)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_blurred_is_the_sharp_crop_convolved_with_the_psf(photos, augment):
+    """Noise-free items: inside the crop, away from its border by the PSF size, blurred equals the
+    convolution (centre element kh // 2) of sharp with psf, whatever the augmentation."""
+    data = make_crops(list_photos(photos)[:4], augment=augment, photons=1e12, gauss=0.0)
+    r = PSF // 2
+    for i in range(0, len(data), 3):
+        item = data[i]
+        sharp, psf = item["sharp"].double()[:, None], item["psf"].double()
+        # true convolution = correlation with the flipped kernel; "same" alignment at the centre element
+        same = torch.nn.functional.conv2d(sharp, psf.flip(-2, -1)[None], padding=r)[:, 0]
+        inside = (slice(None), slice(PSF, CROP - PSF), slice(PSF, CROP - PSF))
+        torch.testing.assert_close(
+            item["blurred"].double()[inside], same[inside], atol=2e-5, rtol=0
+        )
+
+
+def test_augmentation_changes_the_crops(photos):
+    paths = list_photos(photos)[:2]
+    plain, augmented = make_crops(paths), make_crops(paths, augment=True)
+    changed = [not torch.equal(plain[i]["sharp"], augmented[i]["sharp"]) for i in range(0, 16, 4)]
+    assert any(changed)
+
+
+def test_photo_too_small_is_a_clear_error(photos):
+    data = make_crops(list_photos(photos)[:1], crop_size=80)
+    with pytest.raises(ValueError, match="smaller than a 80 crop"):
+        data[0]
+
+
+def test_test_set_round_trip_is_exact(photos, tmp_path):
+    data = make_crops(list_photos(photos)[:2], crops_per_photo=1)
+    save_test_set(data, tmp_path / "test.safetensors")
+    loaded = load_test_set(tmp_path / "test.safetensors")
+    assert len(loaded) == len(data) == 8
+    assert loaded.tensors["sharp"].dtype == torch.uint8 and loaded.tensors["sharp"].shape[0] == 2
+    for i in range(len(data)):
+        a, b = data[i], loaded[i]
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], torch.Tensor):
+                torch.testing.assert_close(b[key], a[key], rtol=0, atol=0)
+            else:
+                assert b[key] == a[key]
+
+
+def test_loader_batches_and_worker_count_independence(photos):
+    data = make_crops(list_photos(photos)[:2])
+    batches0 = list(make_loader(data, batch_size=3, shuffle=True, workers=0, seed=7))
+    batches2 = list(make_loader(data, batch_size=3, shuffle=True, workers=2, seed=7))
+    assert batches0[0]["blurred"].shape == (3, 3, CROP, CROP)
+    assert batches0[0]["psf"].shape == (3, 1, PSF, PSF)
+    assert batches0[0]["exposure"].dtype == torch.float64
+    assert len(batches0) == len(batches2) == 6
+    for a, b in zip(batches0, batches2, strict=True):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_distributed_loader_uses_a_distributed_sampler(photos, tmp_path):
+    import torch.distributed as dist
+
+    data = make_crops(list_photos(photos)[:2])
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        loader = make_loader(data, batch_size=4, shuffle=True, workers=0, seed=1, distributed=True)
+        assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)
+        assert sum(len(b["sharp"]) for b in loader) == len(data)
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,215 @@
+"""Trajectories and PSFs (Boracchi-Foi port) and kernel files."""
+
+import h5py
+import numpy as np
+import pytest
+
+from pydeblur.psf import (
+    EXPOSURES,
+    TrajectoryParams,
+    centre_of_mass,
+    centre_trajectories,
+    check_psf,
+    exposure_weights,
+    make_psfs,
+    random_trajectories,
+    read_psf,
+    splat_psfs,
+    write_psf,
+)
+
+
+@pytest.fixture(scope="module")
+def psf_set():
+    return make_psfs(300, seed=11)
+
+
+def test_trajectory_length_is_exact():
+    x = random_trajectories(50, seed=1)
+    assert x.shape == (50, 2000) and x.dtype == np.complex128
+    lengths = np.abs(np.diff(x, axis=1)).sum(axis=1)
+    np.testing.assert_allclose(lengths, 64.0, rtol=1e-12)
+    short = random_trajectories(3, seed=1, params=TrajectoryParams(length=20, samples=500))
+    np.testing.assert_allclose(np.abs(np.diff(short, axis=1)).sum(axis=1), 20.0, rtol=1e-12)
+
+
+def test_psfs_shapes_sums_and_signs(psf_set):
+    psfs = psf_set.psfs
+    assert psfs.shape == (300, 4, 34, 34) and psfs.dtype == np.float32
+    assert psf_set.trajectories.shape == (300, 2000)
+    assert psf_set.exposures == EXPOSURES
+    assert np.all(psfs >= 0) and np.all(np.isfinite(psfs))
+    np.testing.assert_allclose(psfs.sum(axis=(2, 3)), 1.0, atol=1e-5)
+
+
+def test_each_psf_is_a_prefix_of_the_next(psf_set):
+    weights = exposure_weights(2000, EXPOSURES)
+    raw = splat_psfs(psf_set.trajectories, 34, weights)
+    growth = np.diff(raw, axis=1)
+    assert growth.min() > -1e-12  # the accumulator only grows
+    assert np.all(np.diff(raw.sum(axis=(2, 3)), axis=1) > 0)  # each one strictly longer
+    # make_psfs returns exactly these accumulators, normalised
+    np.testing.assert_allclose(
+        psf_set.psfs, raw / raw.sum(axis=(2, 3), keepdims=True), rtol=1e-5, atol=1e-7
+    )
+
+
+def test_exposure_weights_are_fractional_at_the_interval_end():
+    w = exposure_weights(10, [0.25, 1.0])
+    np.testing.assert_array_equal(w[0], [1, 1, 0.5, 0, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(w[1], np.ones(10))
+    with pytest.raises(ValueError, match="increase"):
+        exposure_weights(10, [0.5, 0.25])
+    with pytest.raises(ValueError, match="increase"):
+        exposure_weights(10, [0.5, 1.5])
+
+
+def test_splatting_is_bilinear_with_real_as_column_and_imaginary_as_row():
+    x = np.full((1, 4), 12.25 + 7.5j)
+    psf = splat_psfs(x, 20, exposure_weights(4, [1.0]))[0, 0]
+    expected = np.zeros((20, 20))
+    expected[7, 12], expected[7, 13] = 0.75 * 0.5, 0.25 * 0.5
+    expected[8, 12], expected[8, 13] = 0.75 * 0.5, 0.25 * 0.5
+    np.testing.assert_allclose(psf, expected, atol=1e-15)
+
+
+@pytest.mark.parametrize("size", [34, 33])
+def test_longest_exposure_is_centred_on_the_centre_element(size):
+    result = make_psfs(200, seed=4, params=TrajectoryParams(size=size))
+    weights = exposure_weights(2000, EXPOSURES)
+    kept = splat_psfs(result.trajectories, size, weights)[:, -1].sum(axis=(1, 2)) > 1 - 1e-9
+    assert kept.mean() > 0.8  # most trajectories fit the support entirely
+    for psf in result.psfs[kept, -1]:
+        np.testing.assert_allclose(centre_of_mass(psf), (size // 2, size // 2), atol=2e-4)
+    # the trajectory is shifted, not deformed
+    np.testing.assert_allclose(
+        centre_trajectories(result.trajectories, size).mean(axis=1), size // 2 * (1 + 1j)
+    )
+
+
+def test_seeded_reproducibility_and_independence_of_batching():
+    a = make_psfs(6, seed=5)
+    np.testing.assert_array_equal(a.psfs, make_psfs(6, seed=5).psfs)
+    assert not np.array_equal(a.psfs, make_psfs(6, seed=6).psfs)
+    # set k depends on (seed, k) only: not on how many are made, nor on the time loop's batch size
+    np.testing.assert_allclose(make_psfs(3, seed=5).psfs, a.psfs[:3], atol=1e-7)
+    np.testing.assert_allclose(make_psfs(6, seed=5, chunk=2).psfs, a.psfs, atol=1e-7)
+    sequence = np.random.SeedSequence([5, 7])
+    np.testing.assert_array_equal(make_psfs(1, sequence).psfs, make_psfs(1, [5, 7]).psfs)
+
+
+def test_wide_trajectories_are_redrawn_not_left_empty():
+    # about 1.5% of default trajectories leave the support during the first exposure
+    psfs = make_psfs(600, seed=0).psfs
+    assert np.all(psfs.sum(axis=(2, 3)) > 0.99)
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="size"):
+        TrajectoryParams(size=1)
+    with pytest.raises(ValueError, match="length"):
+        TrajectoryParams(length=0)
+    with pytest.raises(ValueError, match="anxiety"):
+        TrajectoryParams(anxiety=-1)
+    with pytest.raises(ValueError, match="n must"):
+        make_psfs(0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# kernel files
+
+
+@pytest.fixture
+def kernel():
+    rng = np.random.default_rng(0)
+    k = rng.random((5, 7)).astype(np.float32)  # not square: catches transposes
+    k[0, 0] = 0
+    return k / k.sum()
+
+
+@pytest.mark.parametrize("name", ["k.npy", "k.txt", "k.csv", "k.mat"])
+def test_exact_round_trips(tmp_path, kernel, name):
+    write_psf(tmp_path / name, kernel)
+    np.testing.assert_allclose(read_psf(tmp_path / name), kernel, rtol=1e-6, atol=1e-9)
+
+
+def test_mat_v73_round_trip_and_matlab_layout(tmp_path, kernel):
+    write_psf(tmp_path / "k.mat", kernel, mat_version="7.3")
+    assert h5py.is_hdf5(tmp_path / "k.mat")
+    assert (tmp_path / "k.mat").read_bytes().startswith(b"MATLAB 7.3 MAT-file")
+    np.testing.assert_allclose(read_psf(tmp_path / "k.mat"), kernel, rtol=1e-6)
+    # a file as MATLAB writes it: column-major, so HDF5 holds the transpose; two variables
+    with h5py.File(tmp_path / "m.mat", "w") as f:
+        f["kernel"] = kernel.T.astype(np.float64)
+        f["other"] = np.zeros((3, 3))
+    np.testing.assert_allclose(read_psf(tmp_path / "m.mat"), kernel, rtol=1e-6)
+    np.testing.assert_allclose(read_psf(tmp_path / "m.mat", key="kernel"), kernel, rtol=1e-6)
+    with pytest.raises(ValueError, match="no variable"):
+        read_psf(tmp_path / "m.mat", key="nope")
+
+
+def test_mat_v5_with_several_variables_needs_a_key(tmp_path, kernel):
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "a.mat", {"blurA": kernel, "blurB": kernel.T})
+    with pytest.raises(ValueError, match="key="):
+        read_psf(tmp_path / "a.mat")
+    np.testing.assert_allclose(read_psf(tmp_path / "a.mat", key="blurB"), kernel.T, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_round_trip_within_quantisation(tmp_path, kernel, bits):
+    write_psf(tmp_path / "k.png", kernel, bits=bits)
+    back = read_psf(tmp_path / "k.png")
+    assert back.shape == kernel.shape and back.dtype == np.float32
+    np.testing.assert_allclose(back.sum(), 1.0, rtol=1e-6)
+    # one quantisation step of the maximum, relative, renormalised
+    np.testing.assert_allclose(back, kernel, atol=2 * kernel.max() / (2**bits - 1))
+
+
+def test_text_kernels_with_any_separator(tmp_path):
+    (tmp_path / "a.txt").write_text("0 1 0\n1 2 1\n0 1 0\n")
+    (tmp_path / "b.csv").write_text("0,1,0\n1,2,1\n0,1,0\n")
+    expected = np.array([[0, 1, 0], [1, 2, 1], [0, 1, 0]], np.float32) / 6
+    np.testing.assert_allclose(read_psf(tmp_path / "a.txt"), expected)
+    np.testing.assert_allclose(read_psf(tmp_path / "b.csv"), expected)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.zeros((0, 3)), "empty"),
+        (np.array([[0.5, -0.2], [0.3, 0.4]]), "negative"),
+        (np.array([[0.5, np.nan], [0.3, 0.4]]), "NaN"),
+        (np.array([[0.5, np.inf], [0.3, 0.4]]), "NaN or infinite"),
+        (np.zeros((3, 3)), "sums to zero|negative"),
+        (np.ones(5), "2-D"),
+        (np.array([["a"]]), "numeric"),
+    ],
+)
+def test_invalid_kernels_get_clear_errors(tmp_path, bad, message):
+    with pytest.raises(ValueError, match=message):
+        check_psf(bad)
+    if bad.dtype.kind == "f" and bad.ndim == 2:
+        np.save(tmp_path / "bad.npy", bad)
+        with pytest.raises(ValueError, match=message):
+            read_psf(tmp_path / "bad.npy")
+
+
+def test_kernel_larger_than_the_image_and_file_errors(tmp_path):
+    with pytest.raises(ValueError, match="larger than the image"):
+        check_psf(np.ones((9, 9)), image_shape=(8, 100))
+    assert check_psf(np.ones((8, 8)), image_shape=(8, 8)).sum() == pytest.approx(1)
+    with pytest.raises(ValueError, match="unknown kernel file type"):
+        read_psf(tmp_path / "k.jpg")
+    with pytest.raises(FileNotFoundError, match="no such kernel"):
+        read_psf(tmp_path / "missing.npy")
+    (tmp_path / "t.txt").write_text("1 2\nx y\n")
+    with pytest.raises(ValueError, match="not a table"):
+        read_psf(tmp_path / "t.txt")
+
+
+def test_tiny_negative_rounding_is_accepted():
+    k = np.array([[0.5, -1e-9], [0.25, 0.25]])
+    out = check_psf(k)
+    assert out.min() == 0 and out.sum() == pytest.approx(1)

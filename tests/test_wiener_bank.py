@@ -1,0 +1,244 @@
+"""Tests of pydeblur.ops.wiener_bank: references, no shift, gradients, errors, dtypes, devices."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import convolve2d
+
+from pydeblur.ops import PAPER_SNR_DB, psf2otf, skip_value_checks, wiener_bank
+from tests.helpers import cpu_and_cuda
+
+
+def random_psf(kh, kw, *batch, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    psf = torch.rand(*batch, kh, kw, generator=g, dtype=dtype) + 0.05
+    return psf / psf.sum(dim=(-2, -1), keepdim=True)
+
+
+def random_image(*shape, seed=1, dtype=torch.float64):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def numpy_wiener_bank(y, psf, nsr):
+    """float64 reference with full complex FFTs: y [B,C,H,W], psf [Pb,Pc,kh,kw], nsr [S]."""
+    y, psf, nsr = (np.asarray(a, dtype=np.float64) for a in (y, psf, nsr))
+    H, W = y.shape[-2:]
+    kh, kw = psf.shape[-2:]
+    padded = np.zeros((*psf.shape[:2], H, W))
+    padded[..., :kh, :kw] = psf
+    K = np.fft.fft2(np.roll(padded, (-(kh // 2), -(kw // 2)), axis=(-2, -1)))
+    Y = np.fft.fft2(y)
+    filters = np.conj(K)[:, None] / (np.abs(K)[:, None] ** 2 + nsr[None, :, None, None, None])
+    return np.fft.ifft2(filters * Y[:, None]).real
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("psf_batch", [(), (2, 1), (2, 3)])
+@pytest.mark.parametrize(("H", "W", "kh", "kw"), [(32, 40, 5, 4), (31, 27, 6, 7), (16, 16, 16, 16)])
+def test_matches_numpy_reference(device, psf_batch, H, W, kh, kw):
+    y = random_image(2, 3, H, W)
+    psf = random_psf(kh, kw, *psf_batch)
+    nsr = torch.tensor([1e-3, 0.02, 0.5], dtype=torch.float64)
+    out = wiener_bank(y.to(device), psf.to(device), nsr=nsr.to(device))
+    psf4 = psf.reshape(-1 if psf_batch else 1, psf_batch[1] if psf_batch else 1, kh, kw)
+    expected = numpy_wiener_bank(y, psf4, nsr)
+    assert out.shape == (2, 3, 3, H, W)
+    np.testing.assert_allclose(out.cpu().numpy(), expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_float32_matches_numpy_reference(device):
+    y = random_image(1, 3, 64, 48)
+    psf = random_psf(9, 8)
+    out = wiener_bank(y.float().to(device), psf.float().to(device), snr_db=[9.0, 25.0])
+    expected = numpy_wiener_bank(y, psf[None, None], 10 ** (-np.array([9.0, 25.0]) / 10))
+    assert out.dtype == torch.float32
+    np.testing.assert_allclose(out.cpu().numpy(), expected, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize(("kh", "kw"), [(7, 7), (6, 8)])
+def test_matches_skimage_per_snr(device, kh, kw):
+    from skimage.restoration import wiener
+
+    y = random_image(1, 2, 40, 33)
+    psf = random_psf(kh, kw)
+    snr_db = [9.0, 21.0, 45.0]
+    out = wiener_bank(y.to(device), psf.to(device), snr_db=snr_db).cpu().numpy()
+    for s, snr in enumerate(snr_db):
+        for c in range(2):
+            expected = wiener(
+                y[0, c].numpy(),
+                psf.numpy(),
+                balance=10 ** (-snr / 10),
+                reg=np.ones((1, 1)),
+                is_real=True,
+                clip=False,
+            )
+            np.testing.assert_allclose(out[0, s, c], expected, rtol=0, atol=1e-10)
+
+
+def circular_convolve(x, psf):
+    """True circular convolution, PSF centre (kh // 2, kw // 2): sum_uv psf[u, v] x[i - u + kh // 2]."""
+    kh, kw = psf.shape
+    out = torch.zeros_like(x)
+    for u in range(kh):
+        for v in range(kw):
+            out += psf[u, v] * torch.roll(x, (u - kh // 2, v - kw // 2), dims=(-2, -1))
+    return out
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize(("kh", "kw"), [(5, 5), (4, 4), (7, 4), (6, 9)])
+def test_deblurs_circular_blur_without_shift(device, kh, kw):
+    x = random_image(1, 3, 32, 36)
+    psf = random_psf(kh, kw, seed=kh * 10 + kw)
+    blurred = circular_convolve(x, psf)
+    restored = wiener_bank(blurred.to(device), psf.to(device), nsr=[1e-12])[:, 0].cpu()
+    torch.testing.assert_close(restored, x, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize(("kh", "kw"), [(5, 3), (4, 6)])
+def test_deblurs_linear_blur_without_shift(device, kh, kw):
+    # An image surrounded by zeros: its linear blur stays inside the frame, so linear = circular.
+    x = torch.zeros(24, 30, dtype=torch.float64)
+    x[8:16, 9:20] = random_image(8, 11)
+    psf = random_psf(kh, kw, seed=3)
+    full = convolve2d(x.numpy(), psf.numpy(), mode="full")  # true convolution, output index i + u
+    blurred = torch.from_numpy(full[kh // 2 : kh // 2 + 24, kw // 2 : kw // 2 + 30].copy())
+    restored = wiener_bank(blurred[None, None].to(device), psf.to(device), nsr=[1e-12])[0, 0, 0]
+    restored = restored.cpu()
+    torch.testing.assert_close(restored, x, rtol=0, atol=1e-6)
+    shifted_error = (restored - torch.roll(x, 1, dims=0)).abs().max()
+    assert shifted_error > 0.1
+
+
+def test_psf2otf_centres_the_psf():
+    psf = torch.zeros(5, 4, dtype=torch.float64)
+    psf[2, 2] = 1.0  # the centre element (kh // 2, kw // 2): an identity blur
+    otf = psf2otf(psf, (8, 8))
+    torch.testing.assert_close(otf, torch.ones(8, 8, dtype=torch.complex128))
+
+
+def test_default_is_the_papers_fifteen_snrs():
+    y = random_image(1, 1, 16, 16)
+    psf = random_psf(3, 3)
+    assert PAPER_SNR_DB == tuple(float(v) for v in range(9, 66, 4)) and len(PAPER_SNR_DB) == 15
+    expected = wiener_bank(y, psf, nsr=[10 ** (-s / 10) for s in PAPER_SNR_DB])
+    torch.testing.assert_close(wiener_bank(y, psf), expected)
+
+
+def gradcheck_inputs(device, psf_batch, W):
+    y = random_image(2, 3, 10, W).to(device).requires_grad_()
+    psf = random_psf(3, 4, *psf_batch).to(device).requires_grad_()
+    nsr = torch.tensor([0.05, 0.3], dtype=torch.float64, device=device, requires_grad=True)
+    return y, psf, nsr
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("psf_batch", [(), (2, 1), (2, 3)])
+@pytest.mark.parametrize("W", [11, 12])
+def test_gradcheck(device, psf_batch, W):
+    y, psf, nsr = gradcheck_inputs(device, psf_batch, W)
+    assert torch.autograd.gradcheck(lambda a, b, c: wiener_bank(a, b, nsr=c), (y, psf, nsr))
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_gradcheck_each_input_alone(device):
+    y, psf, nsr = gradcheck_inputs(device, (2, 1), 12)
+    for i in range(3):
+        inputs = [t.detach().requires_grad_(j == i) for j, t in enumerate((y, psf, nsr))]
+        assert torch.autograd.gradcheck(lambda a, b, c: wiener_bank(a, b, nsr=c), inputs)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_learnable_snr_db(device):
+    snr_db = torch.tensor([10.0, 30.0], dtype=torch.float64, device=device, requires_grad=True)
+    y = random_image(1, 3, 12, 12).to(device)
+    psf = random_psf(3, 3).to(device)
+    assert torch.autograd.gradcheck(lambda s: wiener_bank(y, psf, snr_db=s), (snr_db,))
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_opcheck(device):
+    y, psf, nsr = gradcheck_inputs(device, (2, 1), 12)
+    torch.library.opcheck(torch.ops.pydeblur.wiener_bank.default, (y, psf, nsr))
+    grad = torch.rand(2, 2, 3, 10, 12, dtype=torch.float64, device=device)
+    for mask in ([True, True, True], [True, False, False], [False, True, True]):
+        torch.library.opcheck(
+            torch.ops.pydeblur.wiener_bank_backward.default,
+            (grad, y.detach(), psf.detach(), nsr.detach(), mask),
+        )
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32(device, dtype):
+    y = random_image(1, 3, 32, 32, dtype=torch.float32).to(device)
+    psf = random_psf(5, 5, dtype=torch.float32).to(device)
+    out = wiener_bank(y.to(dtype), psf.to(dtype), snr_db=[15.0, 30.0])
+    assert out.dtype == dtype
+    expected = wiener_bank(y.to(dtype).float(), psf.to(dtype).float(), snr_db=[15.0, 30.0])
+    torch.testing.assert_close(out, expected.to(dtype))
+
+
+BAD_INPUTS = [
+    (dict(y=torch.rand(3, 8, 8)), ValueError, "y must be"),
+    (dict(y=torch.ones(1, 1, 8, 8, dtype=torch.int32)), TypeError, "y must be a floating"),
+    (dict(psf=torch.ones(3, 3, dtype=torch.int64)), TypeError, "psf must be a floating"),
+    (dict(psf=torch.ones(1, 3, 3)), ValueError, "psf must be"),
+    (dict(psf=torch.ones(9, 3)), ValueError, "larger than the image"),
+    (dict(psf=torch.ones(3, 1, 3, 3)), ValueError, "psf batch size"),
+    (dict(psf=torch.ones(2, 2, 3, 3)), ValueError, "psf must have 1 or 3 channels"),
+    (dict(psf=-torch.ones(3, 3)), ValueError, "psf has negative"),
+    (dict(psf=torch.zeros(3, 3)), ValueError, "psf sums to 0"),
+    (dict(psf=torch.full((3, 3), float("nan"))), ValueError, "psf contains NaN"),
+    (dict(nsr=[0.1, 0.0]), ValueError, "nsr must be positive"),
+    (dict(nsr=[-1.0]), ValueError, "nsr must be positive"),
+    (dict(nsr=[]), ValueError, "nsr is empty"),
+    (dict(nsr=torch.tensor([1, 2])), TypeError, "nsr must be a floating"),
+    (dict(snr_db=[float("inf")]), ValueError, "snr_db contains NaN"),
+    (dict(snr_db=[10.0], nsr=[0.1]), ValueError, "not both"),
+    (dict(y="image"), TypeError, "y must be a torch.Tensor"),
+    (dict(psf=torch.ones(3, 3, device="meta")), ValueError, "one device"),
+    (dict(nsr=torch.ones(2, device="meta")), ValueError, "one device"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), BAD_INPUTS)
+def test_bad_input_names_the_argument(kwargs, error, match):
+    args = dict(y=torch.rand(2, 3, 8, 8), psf=torch.ones(3, 3) / 9) | kwargs
+    with pytest.raises(error, match=match):
+        wiener_bank(**args)
+
+
+def test_skip_value_checks_skips_only_value_checks():
+    y, psf = torch.rand(1, 1, 8, 8), -torch.ones(3, 3)
+    with skip_value_checks():
+        wiener_bank(y, psf, nsr=[0.1])  # a negative PSF is not looked for
+        with pytest.raises(ValueError, match="larger than the image"):
+            wiener_bank(y, torch.ones(9, 9), nsr=[0.1])
+
+
+def test_direct_op_call_checks_shapes():
+    with pytest.raises(RuntimeError, match="psf batch size"):
+        torch.ops.pydeblur.wiener_bank(
+            torch.rand(2, 1, 8, 8), torch.rand(3, 1, 3, 3), torch.ones(1)
+        )
+
+
+@pytest.mark.cuda
+def test_cpu_and_cuda_agree():
+    y = random_image(2, 3, 64, 50, dtype=torch.float32)
+    psf = random_psf(9, 6, 2, 1, dtype=torch.float32)
+    nsr = torch.tensor([1e-3, 0.01, 0.1], requires_grad=True)
+    grad = torch.rand(2, 3, 3, 64, 50)
+    results = []
+    for device in ("cpu", "cuda"):
+        inputs = [t.to(device).requires_grad_() for t in (y, psf, nsr)]
+        out = wiener_bank(inputs[0], inputs[1], nsr=inputs[2])
+        out.backward(grad.to(device))
+        results.append([out.detach().cpu()] + [t.grad.cpu() for t in inputs])
+    for cpu, cuda in zip(*results, strict=True):
+        torch.testing.assert_close(cuda, cpu, rtol=1e-4, atol=1e-4)
