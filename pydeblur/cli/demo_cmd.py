@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     net = resolve_model(args.model, device)
     sharp, blurred, psf = make_example()
-    with torch.inference_mode():
+    with torch.no_grad():
         # The baseline: the best single Wiener filter among the network's own bank (same boundary
         # padding), chosen knowing the sharp photo: an upper bound for any one Wiener filter.
         bank = net.features(blurred.to(device), psf[None, None].to(device))[:, 3:]
