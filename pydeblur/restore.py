@@ -21,9 +21,9 @@ import torch
 # outside the range; a 0..255 float image is refused rather than silently clipped).
 FLOAT_RANGE_SLACK = 0.25
 # Working memory per pixel of a padded tile in the forward pass = FEATURE_BYTES_PER_PIXEL (the Wiener bank,
-# its spectra and the 48-channel stack) + LIVE_ACTIVATIONS float32 maps of the widest layer. Fitted to
-# the peak RSS of forward passes on 256..1024-pixel tiles (docs/deblur.md): about 1 kB per pixel for the
-# default configuration (32 channels).
+# its spectra and the 48-channel stack) + LIVE_ACTIVATIONS float32 maps of the widest layer: 1.1 kB for
+# the default configuration (32 channels), 1.6 kB for the paper's (64), about 30 % above the peak RSS
+# measured for forward passes on 512- and 1024-pixel tiles (docs/deblur.md), to stay on the safe side.
 FEATURE_BYTES_PER_PIXEL = 600
 LIVE_ACTIVATIONS = 4
 CPU_MEMORY_CAP = 2 * 1024**3  # tiles on CPU stop growing here: per-pixel time is flat beyond it
@@ -42,7 +42,6 @@ class _Form:
     dtype: np.dtype | torch.dtype
     shape: tuple[int, ...]
     channels: int  # 1 (grey), 3 (RGB) or 4 (RGBA) as given
-    squeezed_channel: bool  # HxW (numpy) or [H, W] (torch): no channel axis
     device: torch.device | None
 
 
@@ -78,9 +77,9 @@ def _to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
     if isinstance(image, np.ndarray):
         form_device, is_torch = None, False
         if image.ndim == 2:
-            data, squeezed = image[None, None], True
+            data = image[None, None]
         elif image.ndim == 3 and image.shape[2] in (1, 3, 4):
-            data, squeezed = np.moveaxis(image, 2, 0)[None], False
+            data = np.moveaxis(image, 2, 0)[None]
         else:
             raise ValueError(
                 f"image must be HxW, HxWx1, HxWx3 or HxWx4, got an array of shape {image.shape}"
@@ -91,9 +90,9 @@ def _to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
         form_device, is_torch = image.device, True
         scale = _scale_of(image.dtype)
         if image.dim() == 2:
-            tensor, squeezed = image[None, None], True
+            tensor = image[None, None]
         elif image.dim() in (3, 4) and image.shape[-3] in (1, 3, 4):
-            tensor, squeezed = (image[None] if image.dim() == 3 else image), False
+            tensor = image[None] if image.dim() == 3 else image
         else:
             raise ValueError(
                 "image must be a tensor [H, W], [C, H, W] or [B, C, H, W] with C = 1, 3 or 4, got "
@@ -108,7 +107,7 @@ def _to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
     if tensor.shape[-1] == 0 or tensor.shape[-2] == 0:
         raise ValueError(f"image is empty: shape {tuple(image.shape)}")
     channels = tensor.shape[1]
-    form = _Form(is_torch, image.dtype, tuple(image.shape), channels, squeezed, form_device)
+    form = _Form(is_torch, image.dtype, tuple(image.shape), channels, form_device)
     alpha = tensor[:, 3:4] if channels == 4 else None
     colour = tensor[:, :3] if channels == 4 else tensor
     colour = colour.to(torch.float32)
@@ -205,7 +204,7 @@ def resolve_model(
     model: str | os.PathLike | torch.nn.Module, device: torch.device
 ) -> torch.nn.Module:
     """A network on `device`: a module as given (moved there if it lives elsewhere), or a shipped
-    name or weights file for `pydeblur.model.load_model`, in eval mode.
+    name or weights file loaded by `pydeblur.model.load_model` (in eval mode).
 
     Loaded models are cached per (name or path, file time, device), so repeated calls do not reload.
     """
@@ -436,4 +435,4 @@ def deblur(
                 results.append(_run_tiled(net, rgb, kernel, target, tile, overlap))
     finally:
         net.train(was_training)  # a module given mid-training is handed back as it was
-    return _from_batch(torch.cat(results), alpha, form)
+    return _from_batch(results[0] if len(results) == 1 else torch.cat(results), alpha, form)

@@ -112,6 +112,8 @@ class Shard:
         device = resolve_device(requested)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", self.local_rank % torch.cuda.device_count())
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # kernels and FFT plans of this rank on its own GPU
         return str(device)
 
     def gather(self, record: dict) -> list[dict]:
