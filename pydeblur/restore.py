@@ -8,9 +8,11 @@ caller's kind, dtype, range and layout.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -373,6 +375,25 @@ def _run_tiled(
             result = net(colour[window].contiguous().to(device), psf).float().cpu()
             out[window] += result * (row_weight[:, None] * col_weight)
     return out
+
+
+def tune_allocator() -> bool:
+    """Make glibc keep freed memory for reuse instead of returning it to the system at once.
+
+    Without it, every large tensor of every tile is mapped afresh and page-faulted in: on these CPUs that
+    doubled the CPU time of a tiled run (docs/deblur.md). The setting is process-wide (memory freed
+    later stays with the process), so the `pydeblur` commands call it and a library caller may.
+    Returns whether it took effect (False off glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
+    no_mmap = libc.mallopt(m_mmap_max, 0) == 1
+    return no_mmap and libc.mallopt(m_trim_threshold, 1 << 30) == 1
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -144,8 +144,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pydeblur.psf import read_psf
-    from pydeblur.restore import check_tile, default_overlap, resolve_model
+    from pydeblur.restore import check_tile, default_overlap, resolve_model, tune_allocator
 
+    tune_allocator()
     files = list_inputs(args.inputs)
     targets = plan_outputs(files, args.output)
     psf = read_psf(args.psf)

@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
     from pydeblur.io import write_image
     from pydeblur.metrics import psnr
-    from pydeblur.restore import deblur, resolve_device, resolve_model
+    from pydeblur.restore import deblur, resolve_device, resolve_model, tune_allocator
 
+    tune_allocator()
     device = resolve_device(args.device)
     net = resolve_model(args.model, device)
     sharp, blurred, psf = make_example()
