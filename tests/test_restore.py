@@ -302,3 +302,9 @@ def test_import_pydeblur_is_light_and_deblur_is_exported():
         "from pydeblur import deblur; assert callable(deblur) and 'torch' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_tune_allocator_takes_effect_on_glibc():
+    code = "from pydeblur.restore import tune_allocator; assert tune_allocator()"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
