@@ -28,10 +28,13 @@ FLOAT_RANGE_SLACK = 0.25
 # measured for forward passes on 512- and 1024-pixel tiles (docs/deblur.md), to stay on the safe side.
 FEATURE_BYTES_PER_PIXEL = 600
 LIVE_ACTIVATIONS = 4
-# Tiles on a CPU stop growing at this working set: per-pixel time is flat beyond it, and with the
-# allocator tuned (`tune_allocator`) the heap keeps up to ~1.5 x the working set. A 12-megapixel photo
-# then peaks at 2.9 GB of RSS in all (docs/deblur.md).
+# Tiles on a CPU stop growing at this working set (per-pixel time is flat beyond it). With the allocator
+# tuned (`tune_allocator`) freed memory stays in a fragmented heap that grew to ~2x the working set, so
+# the cap is lower there: a 12-megapixel photo peaked at 1.9 GB of RSS untuned and 2.6 GB tuned
+# (docs/deblur.md).
 CPU_MEMORY_CAP = 3 * 1024**3 // 2
+CPU_MEMORY_CAP_TUNED = 1024**3
+_allocator_tuned = False
 MAX_TILE = 4096
 MIN_TILE = 64
 
@@ -269,15 +272,16 @@ def _available_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free * 0.6)
+    cap = CPU_MEMORY_CAP_TUNED if _allocator_tuned else CPU_MEMORY_CAP
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
                     available = int(line.split()[1]) * 1024
-                    return min(available // 2, CPU_MEMORY_CAP)
+                    return min(available // 2, cap)
     except OSError:
         pass
-    return CPU_MEMORY_CAP // 2
+    return cap // 2
 
 
 def bytes_per_pixel(model: torch.nn.Module) -> int:
@@ -292,7 +296,7 @@ def auto_tile(
     max_memory: int | None = None,
 ) -> int:
     """The largest square tile whose forward pass fits in `max_memory` bytes (default: from the free
-    memory of `device`, at most 1.5 GiB on a CPU)."""
+    memory of `device`; on a CPU at most 1.5 GiB, or 1 GiB once `tune_allocator` took effect)."""
     budget = max_memory if max_memory is not None else _available_bytes(device)
     padded = int(math.sqrt(budget / bytes_per_pixel(model)))
     tile = padded - 2 * max(psf_shape)
@@ -385,7 +389,8 @@ def tune_allocator() -> bool:
 
     Without it, every large tensor of every tile is mapped afresh and page-faulted in: on these CPUs that
     doubled the CPU time of a tiled run (docs/deblur.md). The setting is process-wide (memory freed
-    later stays with the process), so the `pydeblur` commands call it and a library caller may.
+    later stays with the process), so the `pydeblur` commands call it and a library caller may. The
+    retained heap fragments, so CPU tiles are then sized for 1 GiB instead of 1.5 GiB.
     Returns whether it took effect (False off glibc).
     """
     if not sys.platform.startswith("linux"):
@@ -394,9 +399,11 @@ def tune_allocator() -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
+    global _allocator_tuned
     m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
     no_mmap = libc.mallopt(m_mmap_max, 0) == 1
-    return no_mmap and libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    _allocator_tuned = no_mmap and libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    return _allocator_tuned
 
 
 # ------------------------------------------------------------------------------------------------------
