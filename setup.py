@@ -27,7 +27,7 @@ def locate_cuda_home() -> None:
     dry = subprocess.run(["nvcc", "--dryrun", "-c", str(probe)], capture_output=True, text=True)
     top = re.search(r"TOP=(\S+)", dry.stdout + dry.stderr)
     if top:
-        os.environ["CUDA_HOME"] = str(Path(top.group(1)).resolve().parent)
+        os.environ["CUDA_HOME"] = str(Path(top.group(1)).resolve())
 
 
 locate_cuda_home()

@@ -21,6 +21,13 @@ TORCH_LIBRARY(pydeblur, m) {
       "(Tensor, Tensor, Tensor)");
 
   // ---- bilateral_filter ----
+  // Returns the filtered image and the per-pixel weight sum [B, 1, H, W], which the backward reuses.
+  m.def(
+      "bilateral_filter(Tensor x, int kernel_size, float sigma_color, float sigma_space) -> "
+      "(Tensor, Tensor)");
+  m.def(
+      "bilateral_filter_backward(Tensor grad_out, Tensor x, Tensor out, Tensor norm, "
+      "int kernel_size, float sigma_color, float sigma_space) -> Tensor");
 
   // ---- ssim ----
   // Per-plane SSIM means [B, C] and, when save_partials, the partial derivatives of the SSIM map

@@ -286,7 +286,7 @@ def _transform(array: np.ndarray, transform: int) -> np.ndarray:
 _TENSOR_KEYS = ("blurred", "psf", "exposure", "photons", "gauss")
 
 
-class TestSet(Dataset):
+class SavedTestSet(Dataset):
     """Materialised items (from `load_test_set`): the same dicts as `BlurredCrops`."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]):
@@ -350,7 +350,7 @@ def save_test_set(
     os.replace(temporary, path)
 
 
-def load_test_set(path: str | os.PathLike) -> TestSet:
+def load_test_set(path: str | os.PathLike) -> SavedTestSet:
     """Load a file written by `save_test_set`."""
     from safetensors.torch import load_file
 
@@ -363,7 +363,7 @@ def load_test_set(path: str | os.PathLike) -> TestSet:
         raise ValueError(
             f"{path} is not a pydeblur test set (missing {', '.join(sorted(missing))})"
         )
-    return TestSet(tensors)
+    return SavedTestSet(tensors)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -77,7 +77,8 @@ def _trajectories(sequences: Sequence[np.random.SeedSequence], params: Trajector
     # All that does not depend on the state is computed for every step at once, [steps, n].
     shake = noise[0] < big_shake_frequency * p.anxiety
     # v + dv = v (1 + turn) + kick - pull x, turn = 2 exp(i (pi + U - 0.5)) at a big shake, else 0
-    gain = 1 + np.where(shake, 2 * np.exp(1j * (np.pi + (noise[1] - 0.5))), 0)
+    gain = np.ones(shake.shape, dtype=np.complex128)
+    gain[shake] += 2 * np.exp(1j * (np.pi + (noise[1][shake] - 0.5)))  # shakes are rare: ~0.1%
     kick = (p.anxiety * step_length) * gaussian_term * (noise[2] + 1j * noise[3])
     pull = p.anxiety * step_length * centripetal
 

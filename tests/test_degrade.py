@@ -154,3 +154,37 @@ def test_wiener_bank_inverts_degrade_with_no_shift_or_flip(size):
     assert (sharp.roll(1, dims=-1) - sharp).abs().max() > 100 * error
     flipped = degrade(pad_for_blur(sharp, kh, kw, mode="circular"), psf.flip(0, 1), photons=None)
     assert (flipped - blurred).abs().max() > 1e-3
+
+
+def test_blur_command_keeps_size_and_depth(tmp_path):
+    from pydeblur.cli import main
+    from pydeblur.io import read_image, write_image
+    from pydeblur.psf import write_psf
+
+    g = np.random.default_rng(0)
+    write_image(tmp_path / "sharp.png", g.random((60, 70, 3)), dtype=np.uint16)
+    delta = np.zeros((5, 4), np.float32)
+    delta[2, 2] = 1  # identity kernel (centre element)
+    write_psf(tmp_path / "k.csv", delta)
+    args = ["blur", str(tmp_path / "sharp.png"), "--psf", str(tmp_path / "k.csv")]
+    assert main([*args, "--no-noise", "-o", str(tmp_path / "same.png")]) == 0
+    same, depth = read_image(tmp_path / "same.png")
+    sharp, _ = read_image(tmp_path / "sharp.png")
+    assert depth == np.uint16 and same.shape == (60, 70, 3)
+    np.testing.assert_allclose(same, sharp, atol=1e-6)
+    assert main([*args, "--exposure", "0.125", "-o", str(tmp_path / "noisy.png")]) == 0
+    noisy, _ = read_image(tmp_path / "noisy.png")
+    assert 0.005 < np.abs(noisy - sharp).mean() < 0.05  # shot noise at 256 photons
+    assert (
+        main(
+            [
+                "blur",
+                str(tmp_path / "missing.png"),
+                "--psf",
+                str(tmp_path / "k.csv"),
+                "-o",
+                str(tmp_path / "x.png"),
+            ]
+        )
+        == 1
+    )

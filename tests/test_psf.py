@@ -213,3 +213,15 @@ def test_tiny_negative_rounding_is_accepted():
     k = np.array([[0.5, -1e-9], [0.25, 0.25]])
     out = check_psf(k)
     assert out.min() == 0 and out.sum() == pytest.approx(1)
+
+
+def test_psf_command_writes_the_psfs_and_the_figure(tmp_path):
+    from pydeblur.cli import main
+
+    assert main(["psf", "--seed", "3", "-o", str(tmp_path)]) == 0
+    written = [np.load(tmp_path / f"psf{j}.npy") for j in range(1, 5)]
+    expected = make_psfs(1, seed=3).psfs[0]
+    for j, psf in enumerate(written):
+        assert psf.dtype == np.float32 and psf.shape == (34, 34)
+        np.testing.assert_array_equal(psf, expected[j])
+    assert (tmp_path / "psfs.png").stat().st_size > 10_000

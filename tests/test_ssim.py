@@ -129,6 +129,14 @@ def test_gradcheck_both_inputs(device, padding, reduction):
 
 
 @pytest.mark.parametrize("device", cpu_and_cuda())
+def test_gradcheck_images_smaller_than_the_window(device):
+    x, y = image_pair((1, 2, 5, 6), torch.float64, device, seed=6)
+    x.requires_grad_()
+    y.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: ssim(a, b, window_size=9, sigma=2.0), (x, y))
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_gradients_match_reference_autograd(device, padding):
     """Full-size window on larger images, float32: the fused backward against autograd of the convs."""
@@ -251,6 +259,8 @@ def test_operator_checks_its_arguments():
         torch.ops.pydeblur.ssim_forward(x, x, 11, 1.5, 1.0, True, False)
     with pytest.raises(RuntimeError, match="did not save its partials"):
         torch.ops.pydeblur.ssim_backward(torch.ones(1, 1), x, x, x.new_empty(0), 11, 1.5, False)
+    with pytest.raises(RuntimeError, match="must not be empty"):
+        torch.ops.pydeblur.ssim_forward(x[:0], x[:0], 11, 1.5, 1.0, False, False)
 
 
 @pytest.mark.cuda

@@ -161,6 +161,16 @@ def test_learnable_snr_db(device):
 
 
 @pytest.mark.parametrize("device", cpu_and_cuda())
+def test_runs_in_inference_mode_on_parallel_planes(device):
+    # Enough planes for at::parallel_for to use worker threads, which must see inference mode too.
+    y = random_image(4, 3, 64, 64, dtype=torch.float32).to(device)
+    psf = random_psf(5, 5, dtype=torch.float32).to(device)
+    expected = wiener_bank(y, psf)
+    with torch.inference_mode():
+        torch.testing.assert_close(wiener_bank(y, psf), expected)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
 def test_opcheck(device):
     y, psf, nsr = gradcheck_inputs(device, (2, 1), 12)
     torch.library.opcheck(torch.ops.pydeblur.wiener_bank.default, (y, psf, nsr))

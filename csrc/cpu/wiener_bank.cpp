@@ -8,10 +8,11 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <c10/util/complex.h>
 #include <torch/library.h>
 
-#include <vector>
+#include <algorithm>
 
 #include "pydeblur/wiener_math.h"
 
@@ -62,6 +63,11 @@ namespace {
 
 using wiener::Complex;
 
+// Planes per task of at::parallel_for: small problems run inline, without a parallel region.
+int64_t planes_per_task(int64_t plane, int64_t S) {
+  return std::max<int64_t>(1, (int64_t{1} << 16) / (plane * (S + 1)));
+}
+
 template <typename T>
 const Complex<T>* as_complex(const at::Tensor& t) {
   return reinterpret_cast<const Complex<T>*>(t.const_data_ptr<c10::complex<T>>());
@@ -90,18 +96,27 @@ at::Tensor wiener_bank_cpu(const at::Tensor& y_in, const at::Tensor& psf,
     using T = scalar_t;
     const Complex<T>* otf_data = as_complex<T>(otf);
     const T* nsr_data = nsr.const_data_ptr<T>();
-    at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
-      at::Tensor spectra = at::empty({S, H, Wh}, otf.options());
-      Complex<T>* spec = as_complex_mut<T>(spectra);
+    // ATen calls on the worker threads need the caller's thread-local state (inference mode).
+    const at::ThreadLocalState caller_state;
+    at::parallel_for(0, B * C, planes_per_task(plane, S), [&](int64_t begin, int64_t end) {
+      const at::ThreadLocalStateGuard state_guard(caller_state);
+      at::Tensor spectrum = at::empty({H, Wh}, otf.options());
+      Complex<T>* X = as_complex_mut<T>(spectrum);
       for (int64_t p = begin; p < end; ++p) {
         const int64_t b = p / C, c = p % C;
         const at::Tensor Y_t = at::fft_rfft2(y[b][c]).contiguous();
         const Complex<T>* Y = as_complex<T>(Y_t);
         const Complex<T>* K = otf_data + otf_plane(otf, b, c) * plane;
-        for (int64_t i = 0; i < plane; ++i) {
-          wiener::forward_frequency<T>(Y[i], K[i], nsr_data, static_cast<int>(S), spec + i, plane);
+        // One filter at a time: a one-plane spectrum and its inverse stay in L2 cache; all S
+        // spectra of a plane at once (S x 256 KiB) would not.
+        for (int64_t s = 0; s < S; ++s) {
+          const T nsr_s = nsr_data[s];  // a local: the stores to X cannot alias it (vectorises)
+          for (int64_t i = 0; i < plane; ++i) {
+            wiener::forward_frequency<T>(Y[i], K[i], &nsr_s, 1, X + i, 0);
+          }
+          at::Tensor x = out[b][s][c];
+          at::fft_irfft2_out(x, spectrum, at::IntArrayRef{H, W});
         }
-        out.select(0, b).select(1, c).copy_(at::fft_irfft2(spectra, at::IntArrayRef{H, W}));
       }
     });
   });
@@ -132,34 +147,41 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cpu(
     const T* nsr_data = nsr.const_data_ptr<T>();
     const T inv_hw = T(1) / static_cast<T>(H * W);
     double* dnsr_data = dnsr_planes.mutable_data_ptr<double>();
-    at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    const at::ThreadLocalState caller_state;
+    at::parallel_for(0, B * C, planes_per_task(plane, S), [&](int64_t begin, int64_t end) {
+      const at::ThreadLocalStateGuard state_guard(caller_state);
       at::Tensor dy_spectrum = at::empty({H, Wh}, complex_options);
-      Complex<T>* dY = as_complex_mut<T>(dy_spectrum);
+      at::Tensor dk_scratch = at::empty({H, Wh}, complex_options);
       for (int64_t p = begin; p < end; ++p) {
         const int64_t b = p / C, c = p % C;
         const at::Tensor Y_t = at::fft_rfft2(y[b][c]).contiguous();
-        const at::Tensor G_t = at::fft_rfft2(grad.select(0, b).select(1, c)).contiguous();
         const Complex<T>* Y = as_complex<T>(Y_t);
-        const Complex<T>* G = as_complex<T>(G_t);
         const Complex<T>* K = otf_data + otf_plane(otf, b, c) * plane;
-        Complex<T>* dK = need_psf ? as_complex_mut<T>(dk_spec) + p * plane : nullptr;
+        Complex<T>* dY = as_complex_mut<T>(dy_spectrum);
+        Complex<T>* dK =
+            need_psf ? as_complex_mut<T>(dk_spec) + p * plane : as_complex_mut<T>(dk_scratch);
+        std::fill_n(dY, plane, Complex<T>{0, 0});
+        std::fill_n(dK, plane, Complex<T>{0, 0});
         double* dnsr = dnsr_data + p * S;
-        for (int64_t i = 0; i < plane; ++i) {
-          const T weight = wiener::half_spectrum_weight<T>(i % Wh, W, inv_hw);
-          Complex<T> dy_acc{0, 0}, dk_acc{0, 0};
-          for (int64_t s = 0; s < S; ++s) {
-            const auto t =
-                wiener::backward_frequency<T>(Y[i], K[i], G[s * plane + i], nsr_data[s], weight);
-            dy_acc.re += t.dy.re;
-            dy_acc.im += t.dy.im;
-            dk_acc.re += t.dk.re;
-            dk_acc.im += t.dk.im;
-            dnsr[s] += t.dnsr;
+        for (int64_t s = 0; s < S; ++s) {
+          const at::Tensor G_t = at::fft_rfft2(grad[b][s][c]).contiguous();
+          const Complex<T>* G = as_complex<T>(G_t);
+          T dnsr_s = 0;  // one plane's sum: the precision of T suffices, planes add up in double
+          for (int64_t i = 0; i < plane; ++i) {
+            const T weight = wiener::half_spectrum_weight<T>(i % Wh, W, inv_hw);
+            const auto t = wiener::backward_frequency<T>(Y[i], K[i], G[i], nsr_data[s], weight);
+            dY[i].re += t.dy.re;
+            dY[i].im += t.dy.im;
+            dK[i].re += t.dk.re;
+            dK[i].im += t.dk.im;
+            dnsr_s += t.dnsr;
           }
-          dY[i] = dy_acc;
-          if (dK) dK[i] = dk_acc;
+          dnsr[s] = dnsr_s;
         }
-        if (need_y) dy[b][c].copy_(at::fft_irfft2(dy_spectrum, at::IntArrayRef{H, W}));
+        if (need_y) {
+          at::Tensor dy_plane = dy[b][c];
+          at::fft_irfft2_out(dy_plane, dy_spectrum, at::IntArrayRef{H, W});
+        }
       }
     });
   });

@@ -78,6 +78,7 @@ __global__ void __launch_bounds__(kThreads)
                         T* __restrict__ partials) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   __shared__ T scratch[kThreads / 32];
+  __shared__ T w[kMaxWindow];
   const int radius = g.radius, window = 2 * radius + 1;
   const int rows = kTileH + 2 * radius, cols = kTileW + 2 * radius;
   T* xs = reinterpret_cast<T*>(shared_raw);  // [rows][cols]
@@ -85,6 +86,9 @@ __global__ void __launch_bounds__(kThreads)
   T* hs = ys + rows * cols;                  // [5][rows][kTileW]: x, y, x^2, y^2, xy
   const int hs_stride = rows * kTileW;
   const int tid = threadIdx.y * kTileW + threadIdx.x;
+  // Taps in shared memory: indexing the by-value parameter at run time would copy it to local
+  // memory. The first __syncthreads of the plane loop publishes them.
+  if (tid < window) w[tid] = taps.w[tid];
   const int ox0 = blockIdx.x * kTileW, oy0 = blockIdx.y * kTileH;
   const int64_t in_plane = static_cast<int64_t>(g.height) * g.width;
   const int64_t out_plane = static_cast<int64_t>(g.out_height) * g.out_width;
@@ -108,8 +112,8 @@ __global__ void __launch_bounds__(kThreads)
       const T* yr = ys + i * cols + j;
       T sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
       for (int k = 0; k < window; ++k) {
-        const T w = taps.w[k], xv = xr[k], yv = yr[k];
-        const T wx = w * xv, wy = w * yv;
+        const T wk = w[k], xv = xr[k], yv = yr[k];
+        const T wx = wk * xv, wy = wk * yv;
         sx += wx;
         sy += wy;
         sxx += wx * xv;
@@ -129,10 +133,10 @@ __global__ void __launch_bounds__(kThreads)
       if (p >= g.out_height || q >= g.out_width) continue;
       T m[5] = {0, 0, 0, 0, 0};
       for (int k = 0; k < window; ++k) {
-        const T w = taps.w[k];
+        const T wk = w[k];
         const T* h = hs + (row + k) * kTileW + threadIdx.x;
 #pragma unroll
-        for (int c = 0; c < 5; ++c) m[c] += w * h[c * hs_stride];
+        for (int c = 0; c < 5; ++c) m[c] += wk * h[c * hs_stride];
       }
       if (kSavePartials) {
         const auto r = ssim_math::ssim_value_and_partials(m[0], m[1], m[2], m[3], m[4], c1, c2);
@@ -162,12 +166,16 @@ __global__ void __launch_bounds__(kThreads)
                          const T* __restrict__ y, const T* __restrict__ partials, Geometry g,
                          Taps<T> taps, int64_t planes, T* __restrict__ dx, T* __restrict__ dy) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
+  __shared__ T w[kMaxWindow];
   const int radius = g.radius, window = 2 * radius + 1;
   const int rows = kTileH + 2 * radius, cols = kTileW + 2 * radius;
   T* gs = reinterpret_cast<T*>(shared_raw);  // [4][rows][cols]
   T* hs = gs + kNumPartials * rows * cols;   // [4][rows][kTileW]
   const int gs_stride = rows * cols, hs_stride = rows * kTileW;
   const int tid = threadIdx.y * kTileW + threadIdx.x;
+  // Taps in shared memory: indexing the by-value parameter at run time would copy it to local
+  // memory. The first __syncthreads of the plane loop publishes them.
+  if (tid < window) w[tid] = taps.w[tid];
   const int b0 = blockIdx.x * kTileW, a0 = blockIdx.y * kTileH;
   const int64_t in_plane = static_cast<int64_t>(g.height) * g.width;
   const int64_t out_plane = static_cast<int64_t>(g.out_height) * g.out_width;
@@ -188,10 +196,10 @@ __global__ void __launch_bounds__(kThreads)
       const int i = idx / kTileW, j = idx % kTileW;
       T s[kNumPartials] = {0, 0, 0, 0};
       for (int k = 0; k < window; ++k) {
-        const T w = taps.w[k];
+        const T wk = w[k];
         const T* gr = gs + i * cols + j + k;
 #pragma unroll
-        for (int c = 0; c < kNumPartials; ++c) s[c] += w * gr[c * gs_stride];
+        for (int c = 0; c < kNumPartials; ++c) s[c] += wk * gr[c * gs_stride];
       }
 #pragma unroll
       for (int c = 0; c < kNumPartials; ++c) hs[c * hs_stride + idx] = s[c];
@@ -203,10 +211,10 @@ __global__ void __launch_bounds__(kThreads)
       if (a >= g.height || b >= g.width) continue;
       T f[kNumPartials] = {0, 0, 0, 0};
       for (int k = 0; k < window; ++k) {
-        const T w = taps.w[k];
+        const T wk = w[k];
         const T* h = hs + (row + k) * kTileW + threadIdx.x;
 #pragma unroll
-        for (int c = 0; c < kNumPartials; ++c) f[c] += w * h[c * hs_stride];
+        for (int c = 0; c < kNumPartials; ++c) f[c] += wk * h[c * hs_stride];
       }
       const int64_t at = n * in_plane + static_cast<int64_t>(a) * g.width + b;
       ssim_math::ssim_input_gradients(x[at], y[at], scale * f[ssim_math::kMx],

@@ -14,6 +14,7 @@ inline ssim_math::Geometry check_images(const at::Tensor& x, const at::Tensor& y
   TORCH_CHECK(x.dim() == 4, "ssim: x must be [B, C, H, W], got shape ", x.sizes());
   TORCH_CHECK(x.sizes() == y.sizes(), "ssim: x and y must have one shape, got ", x.sizes(), " and ",
               y.sizes());
+  TORCH_CHECK(x.numel() > 0, "ssim: x and y must not be empty, got shape ", x.sizes());
   TORCH_CHECK(x.scalar_type() == y.scalar_type(), "ssim: x and y must have one dtype");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "ssim: the kernels take float32 or float64, got ", x.scalar_type());

@@ -14,8 +14,10 @@
 namespace pydeblur {
 namespace wiener {
 
+// Laid out and aligned like c10::complex<T> and std::complex<T>, so their buffers can be
+// reinterpreted.
 template <typename T>
-struct Complex {
+struct alignas(2 * sizeof(T)) Complex {
   T re;
   T im;
 };

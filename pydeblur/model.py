@@ -1,0 +1,309 @@
+"""The deblurring network: a Wiener-deconvolution bank stacked with the blurred image, then ResBlocks.
+
+`DeblurNet(config)(blurred [B, 3, H, W], psf [B, 1, kh, kw]) -> [B, 3, H, W]` runs the feature step
+(`pydeblur.features.wiener_features`) itself, so training, evaluation and inference all call the model
+the same way. Every size is a `ModelConfig` value; `CONFIGS` names the paper's configuration and smaller
+ones for CPUs. Weights are stored as safetensors with a JSON model card beside them; loading never
+unpickles and refuses files whose configuration does not match.
+"""
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from pydeblur import ops
+from pydeblur.features import PAPER_SNR_DB, feature_channels, nsr_values, wiener_features
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+FORMAT = "pydeblur.DeblurNet/1"
+
+HEADS = ("direct", "mix")
+MIX_START_SNR_DB = (
+    21.0  # the "mix" head starts from the blurred image and the Wiener images up to this
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the network's shape and its feature step.
+
+    blocks, channels, kernel_size: the ResBlock trunk (conv in -> `blocks` x (conv, ReLU, dropout, conv,
+      + input) -> conv out), "same" padding.
+    snr_db, snr_mode: the assumed SNRs of the Wiener bank; "db" reads them as decibels
+      (nsr = 10^(-snr/10)), "linear" as ratios (nsr = 1/snr, how the paper's code read them: an ablation).
+    dropout: drop probability inside each block (the paper's "0.8" was a keep probability: 0.2 here).
+    head: "direct" (the paper): the last conv outputs the image. "mix": residual learning on top of the
+      Wiener stack: the last conv outputs 1 + S per-pixel logits and 3 residual channels, and the image
+      is the softmax-weighted mix of the blurred image and the S Wiener images plus the residual. It
+      starts as the mix of the blurred image and the Wiener images at SNR <= 21 dB (weight e^-3 for the
+      others), a fair estimate at every noise level, so training refines instead of starting from noise.
+    clamp_features: clip the Wiener images to [-0.5, 1.5] (sharp images are in [0, 1]; beyond is
+      amplified noise) before the trunk and the mix.
+    bilateral_tail: our `bilateral_filter` as the last layer (the paper's option).
+    normalize_input: standardise the features by the blurred image's mean and std (per image), and undo
+      it on the output (the paper tried it).
+    learn_nsr: the Wiener bank's nsr values are trained (through the operator's nsr gradient).
+    margin: boundary padding per side before the Wiener bank (None: the PSF's larger side).
+    """
+
+    blocks: int = 12
+    channels: int = 64
+    kernel_size: int = 5
+    snr_db: tuple[float, ...] = PAPER_SNR_DB
+    snr_mode: str = "db"
+    dropout: float = 0.2
+    head: str = "direct"
+    bilateral_tail: bool = False
+    normalize_input: bool = False
+    learn_nsr: bool = False
+    clamp_features: bool = False
+    margin: int | None = None
+    image_channels: int = field(default=3)
+
+    def __post_init__(self):
+        object.__setattr__(self, "snr_db", tuple(float(v) for v in self.snr_db))
+        if self.blocks < 0:
+            raise ValueError(f"blocks must be >= 0, got {self.blocks}")
+        if self.channels < 1:
+            raise ValueError(f"channels must be >= 1, got {self.channels}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd number, got {self.kernel_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout is a drop probability in [0, 1), got {self.dropout}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        nsr_values(self.snr_db, self.snr_mode)  # validates snr_db and snr_mode
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["snr_db"] = list(self.snr_db)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+CONFIGS: dict[str, ModelConfig] = {
+    # The paper: 12 ResBlocks, 64 channels, 5x5, dropout keep 0.8, SNRs 9..65 dB, direct output.
+    "paper": ModelConfig(),
+    # The shipped CPU model: residual mix on top of the Wiener stack, 3x3 convs, moderate width.
+    "default": ModelConfig(
+        blocks=5, channels=32, kernel_size=3, dropout=0.0, head="mix", clamp_features=True
+    ),
+    # The network DESIGN.md measured on these CPUs (6 blocks, 48 channels, 3x3).
+    "small": ModelConfig(
+        blocks=6, channels=48, kernel_size=3, dropout=0.0, head="mix", clamp_features=True
+    ),
+    # For tests: a few thousand parameters.
+    "tiny": ModelConfig(blocks=1, channels=8, kernel_size=3, dropout=0.0, head="mix"),
+}
+
+
+class ResBlock(nn.Module):
+    """conv, ReLU, dropout, conv, plus the block's input (no normalisation layers)."""
+
+    def __init__(self, channels: int, kernel_size: int, dropout: float):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.dropout(torch.relu(self.conv1(x))))
+
+
+class DeblurNet(nn.Module):
+    """blurred [B, 3, H, W] and psf [B, 1, kh, kw] -> deblurred [B, 3, H, W] (not clamped)."""
+
+    def __init__(self, config: ModelConfig | str = "paper"):
+        super().__init__()
+        if isinstance(config, str):
+            config = get_config(config)
+        self.config = config
+        num_snr = len(config.snr_db)
+        log_nsr = torch.log(nsr_values(config.snr_db, config.snr_mode)).float()
+        if config.learn_nsr:
+            self.log_nsr = nn.Parameter(log_nsr)
+        else:
+            self.register_buffer("log_nsr", log_nsr)
+        c, k = config.channels, config.kernel_size
+        in_channels = feature_channels(num_snr, config.image_channels)
+        out_channels = config.image_channels + (1 + num_snr if config.head == "mix" else 0)
+        self.conv_in = nn.Conv2d(in_channels, c, k, padding=k // 2)
+        self.blocks = nn.Sequential(*(ResBlock(c, k, config.dropout) for _ in range(config.blocks)))
+        self.conv_out = nn.Conv2d(c, out_channels, k, padding=k // 2)
+        if config.head == "mix":
+            nn.init.zeros_(self.conv_out.weight)
+            nn.init.zeros_(self.conv_out.bias)
+            with torch.no_grad():
+                logits = self.conv_out.bias[config.image_channels :]
+                logits[1:][torch.tensor(config.snr_db) > MIX_START_SNR_DB] = -3.0
+
+    @property
+    def nsr(self) -> torch.Tensor:
+        """The Wiener bank's noise-to-signal ratios [S]."""
+        return self.log_nsr.exp()
+
+    def features(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+        """The network's input [B, 3 + 3 S, H, W] (see `pydeblur.features`)."""
+        return wiener_features(blurred, psf, self.nsr, self.config.margin)
+
+    def forward(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if blurred.dim() != 4 or blurred.shape[1] != cfg.image_channels:
+            raise ValueError(
+                f"blurred must be [B, {cfg.image_channels}, H, W], got shape {tuple(blurred.shape)}"
+            )
+        feats = self.features(blurred, psf)
+        if cfg.clamp_features:
+            n = cfg.image_channels
+            feats = torch.cat([feats[:, :n], feats[:, n:].clamp(-0.5, 1.5)], dim=1)
+        if cfg.normalize_input:
+            mean = blurred.mean(dim=(1, 2, 3), keepdim=True)
+            std = blurred.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+            feats = (feats - mean) / std
+        trunk = self.conv_out(self.blocks(self.conv_in(feats)))
+        trunk = trunk.float() if feats.dtype != trunk.dtype else trunk
+        if cfg.head == "direct":
+            out = trunk
+        else:
+            n = cfg.image_channels
+            bank = feats.unflatten(
+                1, (-1, n)
+            )  # [B, 1 + S, C, H, W]: blurred, then the Wiener images
+            weights = torch.softmax(trunk[:, n:].float(), dim=1).unsqueeze(2)  # [B, 1 + S, 1, H, W]
+            out = (weights * bank.float()).sum(dim=1) + trunk[:, :n]
+        if cfg.normalize_input:
+            out = out * std + mean
+        if cfg.bilateral_tail:
+            out = ops.bilateral_filter(out)
+        return out.to(blurred.dtype)
+
+
+def get_config(name: str) -> ModelConfig:
+    """The named configuration from `CONFIGS`, with a clear error listing the names."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model config {name!r}; known: {', '.join(sorted(CONFIGS))}")
+    return CONFIGS[name]
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def card_path(weights_path: str | os.PathLike) -> Path:
+    """The JSON model card beside a weights file: same name, .json."""
+    return Path(weights_path).with_suffix(".json")
+
+
+def save_weights(model: DeblurNet, path: str | os.PathLike, card: dict[str, Any]) -> Path:
+    """Write model's weights to path (.safetensors) and its model card beside it (.json), atomically.
+
+    card: free-form facts (data, seed, steps, metrics, ...); the configuration is added to it and to
+    the safetensors header, where `load_model` checks it.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"path must end in .safetensors, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_dict()
+    tensors = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+    }
+    metadata = {"format": FORMAT, "config": json.dumps(config, sort_keys=True)}
+    full_card = {**card, "format": FORMAT, "config": config}
+    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    _atomic_write(
+        card_path(path), lambda tmp: tmp.write_text(json.dumps(full_card, indent=2, sort_keys=True))
+    )
+    return path
+
+
+def resolve_weights(name_or_path: str | os.PathLike) -> Path:
+    """A weights path: an existing file as given, else `pydeblur/weights/<name>.safetensors`."""
+    path = Path(name_or_path)
+    if path.suffix == ".safetensors" or path.exists() or os.sep in str(name_or_path):
+        if not path.exists():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        return path
+    shipped = WEIGHTS_DIR / f"{name_or_path}.safetensors"
+    if not shipped.exists():
+        names = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+        raise FileNotFoundError(
+            f"no shipped weights named {name_or_path!r} (have: {', '.join(names) or 'none'})"
+        )
+    return shipped
+
+
+def read_card(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The model card (JSON) of a weights file or shipped name."""
+    path = card_path(resolve_weights(name_or_path))
+    if not path.exists():
+        raise FileNotFoundError(f"model card not found beside the weights: {path}")
+    return json.loads(path.read_text())
+
+
+def load_model(
+    name_or_path: str | os.PathLike = "default",
+    device: str | torch.device = "cpu",
+    config: ModelConfig | str | None = None,
+) -> DeblurNet:
+    """Build a DeblurNet from a safetensors file (or a shipped name such as "default"), in eval mode.
+
+    The configuration comes from the file's header and must agree with the model card and, when given,
+    with `config`; every tensor must have the shape that configuration implies. Never unpickles.
+    """
+    path = resolve_weights(name_or_path)
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != FORMAT or "config" not in metadata:
+            raise ValueError(
+                f"{path} is not a pydeblur DeblurNet weights file (no {FORMAT} header)"
+            )
+        stored = ModelConfig.from_dict(json.loads(metadata["config"]))
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    card_file = card_path(path)
+    if card_file.exists():
+        card_config = ModelConfig.from_dict(json.loads(card_file.read_text())["config"])
+        if card_config != stored:
+            raise ValueError(f"the model card {card_file} describes another config than {path}")
+    if config is not None:
+        expected = get_config(config) if isinstance(config, str) else config
+        if expected != stored:
+            raise ValueError(
+                f"{path} holds a model of config {stored}, which does not match the requested {expected}"
+            )
+    model = DeblurNet(stored)
+    own = model.state_dict()
+    if set(own) != set(tensors):
+        raise ValueError(
+            f"{path}: tensor names do not match its config (missing {sorted(set(own) - set(tensors))},"
+            f" unexpected {sorted(set(tensors) - set(own))})"
+        )
+    for key, value in tensors.items():
+        if value.shape != own[key].shape:
+            raise ValueError(
+                f"{path}: tensor {key} has shape {tuple(value.shape)}, its config implies "
+                f"{tuple(own[key].shape)}"
+            )
+    model.load_state_dict(tensors)
+    return model.to(device).eval()

@@ -1,0 +1,194 @@
+"""Training: a tiny run end to end, exact resume, init-from, and two-process DDP (gloo)."""
+
+import dataclasses
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from pydeblur.model import DeblurNet, load_model
+from training.train import TrainOptions, init_from, lr_factor, parse_args, run
+
+
+class SyntheticBlur(torch.utils.data.Dataset):
+    """Seeded random images blurred by random 5x5 PSFs: (blurred [3, S, S], psf [1, 5, 5], sharp)."""
+
+    def __init__(self, length=16, size=24):
+        self.length, self.size = length, size
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        g = torch.Generator().manual_seed(index)
+        coarse = torch.rand(1, 3, self.size // 4, self.size // 4, generator=g)
+        sharp = F.interpolate(coarse, size=(self.size, self.size), mode="nearest")[0]
+        psf = torch.rand(1, 5, 5, generator=g)
+        psf = psf / psf.sum()
+        padded = F.pad(sharp[None], (2, 2, 2, 2), mode="replicate")
+        blurred = F.conv2d(padded.transpose(0, 1), psf.flip(-1, -2)[None]).transpose(0, 1)[0]
+        return blurred + 0.01 * torch.randn(blurred.shape, generator=g), psf, sharp
+
+
+def val_batches():
+    data = SyntheticBlur(length=2, size=24)
+    items = [data[i] for i in range(2)]
+    return [tuple(torch.stack(t) for t in zip(*items, strict=True))]
+
+
+def options(tmp_path, **changes):
+    base = TrainOptions(
+        config="tiny",
+        out=str(tmp_path / "run"),
+        batch_size=4,
+        epochs=2,
+        steps_per_epoch=4,
+        lr=3e-3,
+        warmup_steps=2,
+        model={"dropout": 0.1},  # dropout makes resume exactness depend on the saved RNG state
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_tiny_config_trains_and_writes_its_run_folder(tmp_path):
+    opts = options(tmp_path)
+    torch.manual_seed(opts.seed)
+    start = DeblurNet(opts.model_config()).state_dict()
+    model = run(opts, train_data=SyntheticBlur(), val_batches=val_batches())
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, start[k])]
+    assert "conv_out.weight" in changed
+    out = tmp_path / "run"
+    for name in ("last.pt", "best.pt", "best.safetensors", "best.json", "log.csv", "curves.png"):
+        assert (out / name).exists(), name
+    rows = (out / "log.csv").read_text().splitlines()
+    assert len(rows) == 3 and "val_psnr" in rows[0] and "samples_per_s" in rows[0]
+    loaded = load_model(out / "last.safetensors")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+    assert not list(out.glob(".*tmp*"))
+
+
+class CrashingBlur(SyntheticBlur):
+    """Fails like a killed process when item `crash_at` (counted over the run) is drawn."""
+
+    def __init__(self, crash_at, **kwargs):
+        super().__init__(**kwargs)
+        self.drawn, self.crash_at = 0, crash_at
+
+    def __getitem__(self, index):
+        self.drawn += 1
+        if self.drawn == self.crash_at:
+            raise KeyboardInterrupt("killed")
+        return super().__getitem__(index)
+
+
+def test_resume_continues_exactly_after_a_kill_mid_epoch(tmp_path):
+    straight = run(options(tmp_path / "a"), train_data=SyntheticBlur(), val_batches=val_batches())
+    # Killed during the second epoch (the first epoch draws 16 items): that epoch is lost, no more.
+    with pytest.raises(KeyboardInterrupt):
+        run(
+            options(tmp_path / "b"), train_data=CrashingBlur(crash_at=22), val_batches=val_batches()
+        )
+    resumed = run(
+        options(tmp_path / "b"), resume=True, train_data=SyntheticBlur(), val_batches=val_batches()
+    )
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+
+
+def test_resume_without_checkpoint_fails(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--resume"):
+        run(options(tmp_path), resume=True, train_data=SyntheticBlur())
+
+
+def test_init_from_copies_the_tensors_whose_shapes_fit(tmp_path):
+    source = DeblurNet("tiny")
+    tensors = {k: v.contiguous() for k, v in source.state_dict().items()}
+    tensors["conv_in.weight"] = torch.zeros(1, 2, 3, 3)  # does not fit
+    save_file(tensors, str(tmp_path / "w.safetensors"))
+    target = DeblurNet("tiny")
+    copied, total = init_from(target, str(tmp_path / "w.safetensors"))
+    assert copied == total - 1
+    torch.testing.assert_close(target.conv_out.weight, source.conv_out.weight)
+    assert not torch.equal(target.conv_in.weight, source.conv_in.weight)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    opts = TrainOptions(epochs=2, steps_per_epoch=50, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, opts) == pytest.approx(0.1)
+    assert lr_factor(9, opts) == pytest.approx(1.0)
+    assert lr_factor(10, opts) == pytest.approx(1.0)
+    assert lr_factor(100, opts) == pytest.approx(0.1)
+    assert lr_factor(55, opts) < lr_factor(30, opts)
+
+
+def test_command_line_takes_the_recipe_then_overrides():
+    opts, args = parse_args(
+        [
+            "--config",
+            "default",
+            "--lr",
+            "0.01",
+            "--photons",
+            "100",
+            "200",
+            "--model-set",
+            "learn_nsr=true",
+            "--bf16",
+        ]
+    )
+    assert opts.config == "default" and opts.lr == 0.01 and opts.photons == (100.0, 200.0)
+    assert opts.model == {"learn_nsr": True} and opts.bf16 is True and opts.out == "runs/default"
+    assert opts.model_config().learn_nsr
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out):
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    opts = TrainOptions(
+        config="tiny",
+        out=os.path.join(out, "run"),
+        batch_size=2,
+        epochs=1,
+        steps_per_epoch=3,
+        lr=1e-2,
+        seed=rank,
+    )
+    model = run(opts, train_data=SyntheticBlur(length=12), val_batches=val_batches())
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        os.path.join(out, f"rank{rank}.safetensors"),
+    )
+
+
+def test_two_gloo_processes_hold_identical_weights(tmp_path):
+    mp.start_processes(
+        _ddp_worker,
+        args=(2, _free_port(), str(tmp_path)),
+        nprocs=2,
+        join=True,
+        start_method="spawn",
+    )
+    rank0 = load_file(tmp_path / "rank0.safetensors")
+    rank1 = load_file(tmp_path / "rank1.safetensors")
+    untrained = DeblurNet("tiny").state_dict()
+    assert not torch.equal(rank0["conv_out.weight"], untrained["conv_out.weight"])
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    assert (tmp_path / "run" / "last.pt").exists()  # rank 0 checkpoints
