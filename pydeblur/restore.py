@@ -460,7 +460,9 @@ def deblur(
     was_training = net.training
     net.eval()
     try:
-        with torch.no_grad():  # not inference_mode: the wiener_bank op refuses inference tensors
+        with (
+            torch.no_grad()
+        ):  # not inference_mode: its tensors could not enter the caller's autograd
             for index in range(colour.shape[0]):
                 rgb = colour[index : index + 1].expand(1, 3, height, width)
                 results.append(_run_tiled(net, rgb, kernel, target, tile, overlap))
