@@ -5,7 +5,12 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS: list[str] = ["psf_cmd", "blur_cmd"]
+SUBCOMMANDS: list[str] = [
+    "psf_cmd",
+    "blur_cmd",
+    "deblur_cmd",
+    "demo_cmd",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,187 @@
+"""`pydeblur deblur BLURRY... --psf KERNEL -o OUT`: deblur files or folders of photos.
+
+Under `torchrun --nproc_per_node=N`, each rank deblurs its own shard of the files (one GPU per rank when
+CUDA is used) and rank 0 prints a summary of all ranks.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "deblur",
+        help="deblur photos whose blur kernel is known",
+        description=(
+            "Deblur one photo, several, or every PNG/JPEG/TIFF in a folder, with a known blur kernel. "
+            "Outputs keep the format and bit depth of their input. Under `torchrun --nproc_per_node=N` "
+            "the files are shared out between the processes."
+        ),
+    )
+    parser.add_argument(
+        "inputs", nargs="+", metavar="BLURRY", help="image files or folders of them"
+    )
+    parser.add_argument(
+        "--psf", required=True, metavar="KERNEL", help="blur kernel: .npy, .png, .txt, .csv or .mat"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output file (one input) or folder (written with the inputs' file names)",
+    )
+    parser.add_argument(
+        "--model", default="default", metavar="NAME|PATH", help="shipped model name or weights file"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N"
+    )
+    parser.add_argument(
+        "--tile", type=int, default=None, help="tile side in pixels (default: from free memory)"
+    )
+    parser.set_defaults(func=run)
+
+
+def list_inputs(inputs: list[str]) -> list[Path]:
+    """The image files named, and those found (not recursively) in the folders named; each file once."""
+    files: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"no PNG, JPEG or TIFF images in the folder {path}")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    unique = {file.resolve(): file for file in reversed(files)}
+    return [file for file in files if unique[file.resolve()] is file]
+
+
+def plan_outputs(files: list[Path], output: str) -> list[Path]:
+    """Where each input's result goes: `output` itself for one input with an image suffix, else
+    `output/<input name>`. Two inputs with one name would overwrite each other: refused."""
+    out = Path(output)
+    if len(files) == 1 and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file; with several inputs it must be a folder")
+    targets = [out / f.name for f in files]
+    seen: dict[Path, Path] = {}
+    for source, target in zip(files, targets, strict=True):
+        if target in seen:
+            raise ValueError(f"{seen[target]} and {source} would both be written to {target}")
+        if target.resolve() == source.resolve():
+            raise ValueError(f"output {target} would overwrite its input")
+        seen[target] = source
+    return targets
+
+
+class Shard:
+    """This process's rank and share of the work under torchrun (rank 0 of 1 otherwise)."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.group = None
+        if self.world > 1:
+            import torch.distributed as dist
+
+            # gloo suffices for the one gather of the summary, and works whatever the device.
+            dist.init_process_group("gloo")
+            self.group = dist
+
+    def take(self, items: list) -> list:
+        return items[self.rank :: self.world]
+
+    def device(self, requested: str) -> str:
+        """One GPU per rank: a bare "cuda" or "auto" on a CUDA machine becomes cuda:LOCAL_RANK."""
+        import torch
+
+        from pydeblur.restore import resolve_device
+
+        device = resolve_device(requested)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", self.local_rank % torch.cuda.device_count())
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # kernels and FFT plans of this rank on its own GPU
+        return str(device)
+
+    def gather(self, record: dict) -> list[dict]:
+        if self.group is None:
+            return [record]
+        records: list = [None] * self.world
+        self.group.all_gather_object(records, record)
+        return records
+
+    def close(self) -> None:
+        if self.group is not None:
+            self.group.destroy_process_group()
+
+
+def deblur_file(source: Path, target: Path, psf, model, device: str, tile: int | None) -> None:
+    from pydeblur.io import read_image, write_image
+    from pydeblur.restore import deblur
+
+    image, sample_type = read_image(source)
+    try:
+        result = deblur(image, psf, model=model, device=device, tile=tile)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from error
+    write_image(target, result, sample_type)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pydeblur.psf import read_psf
+    from pydeblur.restore import check_tile, default_overlap, resolve_model, tune_allocator
+
+    tune_allocator()
+    files = list_inputs(args.inputs)
+    targets = plan_outputs(files, args.output)
+    psf = read_psf(args.psf)
+    shard = Shard()
+    try:
+        device = shard.device(args.device)
+        model = resolve_model(args.model, device)
+        if args.tile is not None:
+            check_tile(args.tile, default_overlap(model, psf.shape))
+        if len(files) == 1 and shard.world == 1:  # its error is the command's one-line error
+            deblur_file(files[0], targets[0], psf, model, device, args.tile)
+            print(f"wrote {targets[0]}")
+            return 0
+        mine = shard.take(list(zip(files, targets, strict=True)))
+        failures: list[str] = []
+        start = time.perf_counter()
+        quiet = True if shard.rank != 0 else None  # None: a bar only on a terminal
+        bar = tqdm(mine, unit="image", disable=quiet, file=sys.stderr)
+        for source, target in bar:
+            bar.set_postfix_str(source.name)
+            try:
+                deblur_file(source, target, psf, model, device, args.tile)
+            except (OSError, ValueError) as error:  # a bad file does not stop the others
+                failures.append(str(error))
+                tqdm.write(f"pydeblur deblur: error: {error}", file=sys.stderr)
+        record = {"done": len(mine) - len(failures), "failed": len(failures)}
+        record["seconds"] = time.perf_counter() - start
+        records = shard.gather(record)
+    finally:
+        shard.close()
+    if shard.rank == 0:
+        done = sum(r["done"] for r in records)
+        failed = sum(r["failed"] for r in records)
+        seconds = max(r["seconds"] for r in records)
+        where = f" by {shard.world} processes" if shard.world > 1 else ""
+        summary = f"deblurred {done} of {done + failed} images in {seconds:.1f} s{where} into {args.output}"
+        print(summary + (f"; {failed} failed (errors above)" if failed else ""))
+    return 1 if any(r["failed"] for r in records) else 0
