@@ -162,7 +162,7 @@ def end_to_end() -> dict[str, float]:
 
     try:
         model, name = load_model("default", device="cuda"), "default"
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         model, name = DeblurNet(CONFIGS["paper"]).cuda(), "paper (random weights)"
     model = model.eval().to(memory_format=torch.channels_last)
     compiled = torch.compile(model)
