@@ -21,13 +21,13 @@ import textwrap
 import time
 
 import cv2
-import kornia
 import numpy as np
 import pytest
 import torch
 
 from pydeblur.ops import bilateral_filter
 from tests.helpers import REPO, cpu_and_cuda
+from tests.references import kornia_bilateral
 
 SHAPE = (8, 3, 256, 256)
 KERNEL_SIZE, SIGMA_COLOR, SIGMA_SPACE = 7, 40 / 255, 10.0
@@ -35,17 +35,6 @@ KERNEL_SIZE, SIGMA_COLOR, SIGMA_SPACE = 7, 40 / 255, 10.0
 
 def ours(x):
     return bilateral_filter(x, KERNEL_SIZE, SIGMA_COLOR, SIGMA_SPACE)
-
-
-def kornia_bilateral(x):
-    return kornia.filters.bilateral_blur(
-        x,
-        KERNEL_SIZE,
-        SIGMA_COLOR,
-        (SIGMA_SPACE, SIGMA_SPACE),
-        border_type="reflect",
-        color_distance_type="l1",
-    )
 
 
 IMPLEMENTATIONS = {"pydeblur": ours, "kornia": kornia_bilateral}

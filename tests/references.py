@@ -1,6 +1,7 @@
 """Plain-PyTorch reference implementations that tests check the operators against and benchmarks time
 as peers."""
 
+import kornia
 import torch
 import torch.nn.functional as F
 
@@ -27,4 +28,16 @@ def reference_ssim_same(x, y, window_size=11, sigma=1.5, data_range=1.0):
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     return ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / (
         (mu_x * mu_x + mu_y * mu_y + c1) * (sigma_xx + sigma_yy + c2)
+    )
+
+
+def kornia_bilateral(x, kernel_size=7, sigma_color=40 / 255, sigma_space=10.0):
+    """kornia's bilateral blur with the semantics of pydeblur's bilateral_filter (the paper's defaults)."""
+    return kornia.filters.bilateral_blur(
+        x,
+        kernel_size,
+        sigma_color,
+        (sigma_space, sigma_space),
+        border_type="reflect",
+        color_distance_type="l1",
     )

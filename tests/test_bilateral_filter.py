@@ -1,25 +1,14 @@
 """bilateral_filter: equal to kornia's bilateral_blur (reflect, L1), exact gradient, clear errors."""
 
-import kornia
 import pytest
 import torch
 
 from pydeblur.io import read_image
 from pydeblur.ops import bilateral_filter
 from tests.helpers import cpu_and_cuda, needs_data
+from tests.references import kornia_bilateral
 
 PAPER = {"kernel_size": 7, "sigma_color": 40 / 255, "sigma_space": 10.0}
-
-
-def kornia_bilateral(x, kernel_size=7, sigma_color=40 / 255, sigma_space=10.0):
-    return kornia.filters.bilateral_blur(
-        x,
-        kernel_size,
-        sigma_color,
-        (sigma_space, sigma_space),
-        border_type="reflect",
-        color_distance_type="l1",
-    )
 
 
 def photo_crops(size: int = 96) -> torch.Tensor:

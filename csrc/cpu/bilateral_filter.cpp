@@ -44,6 +44,17 @@ void check_arguments(const at::Tensor& x, int64_t kernel_size, double sigma_colo
               "bilateral_filter: sigma_space must be positive and finite, got ", sigma_space);
 }
 
+void check_backward_arguments(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& out,
+                              const at::Tensor& norm, int64_t kernel_size, double sigma_color,
+                              double sigma_space) {
+  check_arguments(x, kernel_size, sigma_color, sigma_space);
+  TORCH_CHECK(grad_out.sizes() == x.sizes() && out.sizes() == x.sizes(),
+              "bilateral_filter_backward: grad_out and out must have the shape of x");
+  TORCH_CHECK(norm.dim() == 4 && norm.size(0) == x.size(0) && norm.size(1) == 1 &&
+                  norm.size(2) == x.size(2) && norm.size(3) == x.size(3),
+              "bilateral_filter_backward: norm must be [B, 1, H, W]");
+}
+
 namespace {
 
 // Sizes of one image and of its reflect-padded copy.
@@ -296,12 +307,8 @@ at::Tensor bilateral_filter_backward_cpu(const at::Tensor& grad_out_in, const at
                                          const at::Tensor& out_in, const at::Tensor& norm_in,
                                          int64_t kernel_size, double sigma_color,
                                          double sigma_space) {
-  check_arguments(x_in, kernel_size, sigma_color, sigma_space);
-  TORCH_CHECK(grad_out_in.sizes() == x_in.sizes() && out_in.sizes() == x_in.sizes(),
-              "bilateral_filter_backward: grad_out and out must have the shape of x");
-  TORCH_CHECK(norm_in.dim() == 4 && norm_in.size(0) == x_in.size(0) && norm_in.size(1) == 1 &&
-                  norm_in.size(2) == x_in.size(2) && norm_in.size(3) == x_in.size(3),
-              "bilateral_filter_backward: norm must be [B, 1, H, W]");
+  check_backward_arguments(grad_out_in, x_in, out_in, norm_in, kernel_size, sigma_color,
+                           sigma_space);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor grad_out = grad_out_in.to(x.scalar_type()).contiguous();
   const at::Tensor out = out_in.to(x.scalar_type()).contiguous();
