@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+from torch.nn import functional as F
 
 from pydeblur import ops
 from pydeblur.features import PAPER_SNR_DB, feature_channels, nsr_values, wiener_features
@@ -52,6 +53,9 @@ class ModelConfig:
       it on the output (the paper tried it).
     learn_nsr: the Wiener bank's nsr values are trained (through the operator's nsr gradient).
     margin: boundary padding per side before the Wiener bank (None: the PSF's larger side).
+    context_levels: a multi-scale `ContextBranch` of that many half-resolution levels between conv_in
+      and the ResBlocks (0: none). It sees ~2^levels times farther than the 3x3 trunk: Wiener ringing
+      spans the whole kernel, which a shallow full-resolution trunk cannot.
     """
 
     blocks: int = 12
@@ -66,6 +70,7 @@ class ModelConfig:
     learn_nsr: bool = False
     clamp_features: bool = False
     margin: int | None = None
+    context_levels: int = 0
     image_channels: int = field(default=3)
 
     def __post_init__(self):
@@ -78,6 +83,8 @@ class ModelConfig:
             raise ValueError(f"kernel_size must be a positive odd number, got {self.kernel_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout is a drop probability in [0, 1), got {self.dropout}")
+        if not 0 <= self.context_levels <= 4:
+            raise ValueError(f"context_levels must be in 0..4, got {self.context_levels}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         nsr_values(self.snr_db, self.snr_mode)  # validates snr_db and snr_mode
@@ -99,9 +106,16 @@ class ModelConfig:
 CONFIGS: dict[str, ModelConfig] = {
     # The paper: 12 ResBlocks, 64 channels, 5x5, dropout keep 0.8, SNRs 9..65 dB, direct output.
     "paper": ModelConfig(),
-    # The shipped CPU model: residual mix on top of the Wiener stack, 3x3 convs, moderate width.
+    # The shipped CPU model: residual mix on top of the Wiener stack, 3x3 convs, moderate width, and a
+    # 3-level context branch (1/2, 1/4, 1/8 resolution) that sees as far as large kernels ring.
     "default": ModelConfig(
-        blocks=5, channels=32, kernel_size=3, dropout=0.0, head="mix", clamp_features=True
+        blocks=5,
+        channels=32,
+        kernel_size=3,
+        dropout=0.0,
+        head="mix",
+        clamp_features=True,
+        context_levels=3,
     ),
     # The network DESIGN.md measured on these CPUs (6 blocks, 48 channels, 3x3).
     "small": ModelConfig(
@@ -125,6 +139,56 @@ class ResBlock(nn.Module):
         return x + self.conv2(self.dropout(torch.relu(self.conv1(x))))
 
 
+class ContextBranch(nn.Module):
+    """A small U-Net added to the trunk's features: [B, c, H, W] -> [B, c, H, W] (any H, W).
+
+    Down: `levels` times (2x2 average pool, two 3x3 convs with ReLU, channels doubling up to 4c).
+    Up: a 3x3 conv at each level, bilinear upsampling to the next finer level's exact size, added to
+    that level's features. The last conv is zero-initialised, so adding the branch to a trained model
+    leaves its output unchanged until training moves it.
+    """
+
+    def __init__(self, channels: int, levels: int):
+        super().__init__()
+        widths = [channels * min(2**level, 4) for level in range(levels + 1)]
+        self.down = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(widths[level], widths[level + 1], 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(widths[level + 1], widths[level + 1], 3, padding=1),
+                nn.ReLU(),
+            )
+            for level in range(levels)
+        )
+        self.up = nn.ModuleList(
+            nn.Conv2d(widths[level + 1], widths[level], 3, padding=1) for level in range(levels)
+        )
+        nn.init.zeros_(self.up[0].weight)
+        nn.init.zeros_(self.up[0].bias)
+
+    @property
+    def reach(self) -> int:
+        """Pixels (at full resolution) on each side that influence one output: a bound."""
+        reach = 0
+        for level in range(1, len(self.down) + 1):
+            scale = 2**level
+            reach += 2 * scale + scale // 2  # two convs, the pool
+            reach += scale + scale  # the up conv, the upsampling
+        return reach
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [x]
+        for block in self.down:
+            skips.append(block(F.avg_pool2d(skips[-1], 2, ceil_mode=True)))
+        y = skips.pop()
+        for level in reversed(range(len(self.up))):
+            y = self.up[level](y)
+            y = F.interpolate(y, size=skips[level].shape[-2:], mode="bilinear", align_corners=False)
+            if level > 0:
+                y = torch.relu(y + skips[level])
+        return y
+
+
 class DeblurNet(nn.Module):
     """blurred [B, 3, H, W] and psf [B, 1, kh, kw] -> deblurred [B, 3, H, W] (not clamped)."""
 
@@ -143,6 +207,7 @@ class DeblurNet(nn.Module):
         in_channels = feature_channels(num_snr, config.image_channels)
         out_channels = config.image_channels + (1 + num_snr if config.head == "mix" else 0)
         self.conv_in = nn.Conv2d(in_channels, c, k, padding=k // 2)
+        self.context = ContextBranch(c, config.context_levels) if config.context_levels else None
         self.blocks = nn.Sequential(*(ResBlock(c, k, config.dropout) for _ in range(config.blocks)))
         self.conv_out = nn.Conv2d(c, out_channels, k, padding=k // 2)
         if config.head == "mix":
@@ -177,7 +242,10 @@ class DeblurNet(nn.Module):
             mean = blurred.mean(dim=(1, 2, 3), keepdim=True)
             std = blurred.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
             feats = (feats - mean) / std
-        trunk = self.conv_out(self.blocks(self.conv_in(feats)))
+        hidden = self.conv_in(feats)
+        if self.context is not None:
+            hidden = hidden + self.context(hidden)
+        trunk = self.conv_out(self.blocks(hidden))
         trunk = trunk.float() if feats.dtype != trunk.dtype else trunk
         if cfg.head == "direct":
             out = trunk

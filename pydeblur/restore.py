@@ -240,19 +240,28 @@ def _module_device(model: torch.nn.Module) -> torch.device:
 
 
 def receptive_radius(model: torch.nn.Module) -> int:
-    """Pixels on each side that influence one output pixel: the sum of the convolutions' half-widths.
+    """Pixels on each side that influence one output pixel: the sum of the convolutions' half-widths,
+    plus the `reach` of multi-scale parts (modules with a `reach` attribute, such as ContextBranch).
 
     Exact for a chain of convolutions with residual additions (which do not widen the field).
     """
-    radius = 0
+    multiscale = [m for m in model.modules() if hasattr(m, "reach")]
+    inside = {id(sub) for m in multiscale for sub in m.modules()}
+    radius = sum(m.reach for m in multiscale)
     for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
+        if isinstance(module, torch.nn.Conv2d) and id(module) not in inside:
             radius += (module.kernel_size[0] - 1) // 2 * module.dilation[0]
     return radius
 
 
 def _widest(model: torch.nn.Module) -> int:
-    widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    """The most channels of a full-resolution activation (multi-scale parts work at lower resolution)."""
+    inside = {id(sub) for m in model.modules() if hasattr(m, "reach") for sub in m.modules()}
+    widths = [
+        m.out_channels
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d) and id(m) not in inside
+    ]
     return max(widths, default=64)
 
 

@@ -31,7 +31,7 @@ from pydeblur.metrics import psnr
 from pydeblur.model import CONFIGS, DeblurNet, ModelConfig, save_weights
 from training.configs import RECIPES, Recipe
 
-LOSSES = ("l2", "ssim", "l2-then-ssim", "mix")
+LOSSES = ("l2", "psnr", "ssim", "l2-then-ssim", "mix")
 
 
 @dataclass
@@ -286,6 +286,11 @@ def lr_factor(step: int, opts: TrainOptions) -> float:
 def loss_fn(
     output: torch.Tensor, sharp: torch.Tensor, opts: TrainOptions, epoch: int
 ) -> torch.Tensor:
+    if opts.loss == "psnr":
+        # mean over images of log MSE (-PSNR up to a scale): every image counts by its relative error,
+        # so nearly clean images are not drowned by the noisy ones as they are under plain L2.
+        per_image = (output.float() - sharp.float()).pow(2).flatten(1).mean(dim=1)
+        return torch.log10(per_image + 1e-8).mean()
     mse = (output.float() - sharp.float()).pow(2).mean()
     use_ssim = opts.loss == "ssim" or (
         opts.loss == "l2-then-ssim" and epoch >= opts.ssim_from_epoch
