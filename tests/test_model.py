@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from pydeblur.features import PAPER_SNR_DB, nsr_values, wiener_features
-from pydeblur.model import CONFIGS, DeblurNet, ModelConfig, load_model, read_card, save_weights
+from pydeblur.model import (
+    CONFIGS,
+    ContextBranch,
+    DeblurNet,
+    ModelConfig,
+    load_model,
+    read_card,
+    save_weights,
+)
 
 
 def inputs(batch=2, size=32, psf_size=7, seed=0):
@@ -149,12 +157,44 @@ def test_bilateral_tail_filters_the_output():
         ({"kernel_size": 4}, "kernel_size"),
         ({"dropout": 0.8 + 0.2}, "dropout"),
         ({"head": "sum"}, "head"),
+        ({"context_levels": 5}, "context_levels"),
         ({"snr_mode": "dB"}, "mode"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**kwargs)
+
+
+def test_a_new_context_branch_leaves_a_trained_model_unchanged():
+    plain_config = ModelConfig(blocks=1, channels=8, kernel_size=3, dropout=0.0, head="mix")
+    plain = DeblurNet(plain_config).eval()
+    for p in plain.parameters():  # a "trained" model: every weight non-zero
+        torch.nn.init.normal_(p, std=0.1)
+    wider = DeblurNet(ModelConfig(**{**plain_config.to_dict(), "context_levels": 2})).eval()
+    missing, unexpected = wider.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("context.") for name in missing)
+    blurred, psf = inputs(size=37)  # odd: the branch pools with ceil and upsamples to exact sizes
+    torch.testing.assert_close(wider(blurred, psf), plain(blurred, psf))
+    wider.context.up[0].weight.data.normal_(std=0.1)
+    assert not torch.allclose(wider(blurred, psf), plain(blurred, psf))
+
+
+@pytest.mark.parametrize("levels", [1, 3])
+def test_context_branch_reach_bounds_its_receptive_field(levels):
+    torch.manual_seed(0)
+    branch = ContextBranch(4, levels).double()
+    for p in branch.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.rand(1, 4, 161, 150, dtype=torch.float64)
+    moved = x.clone()
+    moved[..., 80, 75] += 1.0
+    changed = (branch(moved) - branch(x)).abs().sum(dim=(0, 1)) > 0
+    rows, cols = changed.nonzero(as_tuple=True)
+    assert changed[80, 75]
+    far = max((rows - 80).abs().max().item(), (cols - 75).abs().max().item())
+    assert far <= branch.reach
+    assert far > branch.reach // 2  # the bound is not loose by more than a factor of two
 
 
 def test_bad_inputs_are_named():

@@ -11,7 +11,7 @@ import torch
 from pydeblur.cli.demo_cmd import make_example
 from pydeblur.metrics import psnr
 from pydeblur.model import CONFIGS, WEIGHTS_DIR, DeblurNet, save_weights
-from pydeblur.restore import blend_weights, deblur, default_overlap, tile_layout
+from pydeblur.restore import blend_weights, deblur, default_overlap, receptive_radius, tile_layout
 from tests.helpers import REPO
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
@@ -214,8 +214,10 @@ def test_tile_size_from_a_memory_budget(base, reference, example, net):
 
 def test_default_overlap_covers_receptive_field_and_kernel():
     net = DeblurNet(CONFIGS["default"])
-    # 12 convolutions of 3x3 (radius 12) and a 34-pixel kernel: reach 12 + 68, overlap 3 reaches
-    assert default_overlap(net, (34, 34)) == 240
+    # 12 convolutions of 3x3 (radius 12), the context branch's 63 and a 34-pixel kernel: reach
+    # 12 + 63 + 68, overlap 3 reaches rounded up to 8
+    assert receptive_radius(net) == 12 + net.context.reach == 75
+    assert default_overlap(net, (34, 34)) == 432
 
 
 # ------------------------------------------------------------------------------------------------------

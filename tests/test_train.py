@@ -10,8 +10,18 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from pydeblur.model import DeblurNet, load_model
-from training.train import TrainOptions, init_from, lr_factor, parse_args, perturb_psf, run
+from pydeblur.model import CONFIGS, DeblurNet, load_model
+from training.configs import RECIPES
+from training.train import (
+    LOSSES,
+    TrainOptions,
+    init_from,
+    lr_factor,
+    parse_args,
+    perturb_psf,
+    recipe_options,
+    run,
+)
 
 
 class SyntheticBlur(torch.utils.data.Dataset):
@@ -144,6 +154,20 @@ def test_command_line_takes_the_recipe_then_overrides():
     assert opts.config == "default" and opts.lr == 0.01 and opts.photons == (100.0, 200.0)
     assert opts.model == {"learn_nsr": True} and opts.bf16 is True and opts.out == "runs/default"
     assert opts.model_config().learn_nsr
+    assert opts.batch_size == RECIPES["default"]["batch_size"] and opts.loss == "psnr"
+    assert opts.photo_scales == RECIPES["default"]["photo_scales"]
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_every_recipe_names_real_options(config):
+    opts = TrainOptions(config=config, **recipe_options(config))
+    assert opts.loss in LOSSES and opts.model_config() == CONFIGS[config]
+
+
+def test_a_recipe_with_an_unknown_option_is_refused(monkeypatch):
+    monkeypatch.setitem(RECIPES, "tiny", {"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="learning_rate"):
+        parse_args(["--config", "tiny"])
 
 
 def _free_port():
@@ -203,6 +227,10 @@ def test_loss_switches_from_l2_to_ssim_at_the_given_epoch():
     opts = TrainOptions(loss="l2-then-ssim", ssim_from_epoch=3)
     torch.testing.assert_close(loss_fn(x, y, opts, 2), (x - y).square().mean())
     torch.testing.assert_close(loss_fn(x, y, opts, 3), ssim_loss(x, y))
+    per_image = (x - y).square().flatten(1).mean(dim=1)
+    torch.testing.assert_close(
+        loss_fn(x, y, TrainOptions(loss="psnr"), 0), torch.log10(per_image + 1e-8).mean()
+    )
     mixed = loss_fn(x, y, TrainOptions(loss="mix", ssim_weight=0.25), 0)
     torch.testing.assert_close(mixed, 0.75 * (x - y).square().mean() + 0.25 * ssim_loss(x, y))
     with pytest.raises(ValueError, match="loss"):

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pydeblur.metrics import psnr
 from pydeblur.model import CONFIGS, DeblurNet, ModelConfig, save_weights
-from training.configs import RECIPES, Recipe
+from training.configs import RECIPES
 
 LOSSES = ("l2", "psnr", "ssim", "l2-then-ssim", "mix")
 
@@ -587,12 +587,21 @@ def run(
     return trainer.model
 
 
+def recipe_options(config: str) -> dict[str, Any]:
+    """RECIPES[config] (empty for a config without one), checked against TrainOptions' fields."""
+    recipe = RECIPES.get(config, {})
+    fields = {f.name for f in dataclasses.fields(TrainOptions)}
+    unknown = (set(recipe) - fields) | (set(recipe) & {"config", "out", "model"})
+    if unknown:
+        raise ValueError(f"recipe {config!r} sets unknown or fixed options: {sorted(unknown)}")
+    return dict(recipe)
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="tiny", help=f"model config: {', '.join(CONFIGS)}")
     parser.add_argument("--out", help="run folder (default runs/<config>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"model"}
     for f in dataclasses.fields(TrainOptions):
         if f.name in ("config", "out", "model"):
             continue
@@ -614,15 +623,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainOptions, argparse.Na
         help="override one ModelConfig value, e.g. --model-set learn_nsr=true",
     )
     args = parser.parse_args(argv)
-    values: dict[str, Any] = {"config": args.config}
-    if args.config in RECIPES:
-        values.update(
-            {
-                k: v
-                for k, v in dataclasses.asdict(RECIPES[args.config]).items()
-                if k in recipe_fields
-            }
-        )
+    values: dict[str, Any] = {"config": args.config, **recipe_options(args.config)}
     for f in dataclasses.fields(TrainOptions):
         value = getattr(args, f.name, None) if f.name not in ("config", "model") else None
         if value is not None:
