@@ -176,6 +176,16 @@ class ContextBranch(nn.Module):
             reach += scale + scale  # the up conv, the upsampling
         return reach
 
+    @property
+    def activation_channels(self) -> float:
+        """Full-resolution float maps alive at once in its forward pass: its upsampled output and the
+        sum it is added to, and each level's two maps at 1/4^level of the pixels."""
+        widths = [conv.out_channels for conv in self.up]
+        full = 2 * widths[0]
+        return full + sum(2 * widths[level] / 4**level for level in range(1, len(widths))) + sum(
+            2 * block[0].out_channels / 4 ** (level + 1) for level, block in enumerate(self.down)
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [x]
         for block in self.down:

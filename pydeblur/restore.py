@@ -25,7 +25,8 @@ FLOAT_RANGE_SLACK = 0.25
 # Working memory per pixel of a padded tile in the forward pass = FEATURE_BYTES_PER_PIXEL (the Wiener bank,
 # its spectra and the 48-channel stack) + LIVE_ACTIVATIONS float32 maps of the widest layer: 1.1 kB for
 # the default configuration (32 channels), 1.6 kB for the paper's (64), about 30 % above the peak RSS
-# measured for forward passes on 512- and 1024-pixel tiles (docs/deblur.md), to stay on the safe side.
+# measured for forward passes on 512- and 1024-pixel tiles (docs/deblur.md), to stay on the safe side;
+# a context branch adds its own maps (ContextBranch.activation_channels).
 FEATURE_BYTES_PER_PIXEL = 600
 LIVE_ACTIVATIONS = 4
 # Tiles on a CPU stop growing at this working set (per-pixel time is flat beyond it). With the allocator
@@ -122,9 +123,9 @@ def _to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
     if scale is not None:
         colour /= scale
     else:
-        if not bool(torch.isfinite(colour).all()):
+        low, high = (float(v) for v in torch.aminmax(colour))  # NaN propagates into both
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError("image contains NaN or infinite values")
-        low, high = float(colour.min()), float(colour.max())
         if low < -FLOAT_RANGE_SLACK or high > 1 + FLOAT_RANGE_SLACK:
             raise ValueError(
                 f"a float image must hold values in [0, 1], this one spans [{low:.3g}, {high:.3g}] "
@@ -295,7 +296,8 @@ def _available_bytes(device: torch.device) -> int:
 
 def bytes_per_pixel(model: torch.nn.Module) -> int:
     """Estimated working memory per pixel of a (padded) tile in the forward pass."""
-    return FEATURE_BYTES_PER_PIXEL + LIVE_ACTIVATIONS * 4 * _widest(model)
+    multiscale = sum(m.activation_channels for m in model.modules() if hasattr(m, "reach"))
+    return int(FEATURE_BYTES_PER_PIXEL + LIVE_ACTIVATIONS * 4 * _widest(model) + 4 * multiscale)
 
 
 def auto_tile(

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pydeblur/bilateral_math.h"
+#include "pydeblur/huge_pages.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define PYDEBLUR_VECTOR_CLONES \
@@ -257,7 +258,10 @@ void backward_rows_of(const Geometry& geo, const double* padded, const double* g
 }
 
 at::Tensor reflect_padded(const at::Tensor& x, int64_t radius) {
-  return at::reflection_pad2d(x, {radius, radius, radius, radius}).contiguous();
+  at::Tensor padded = at::empty({x.size(0), x.size(1), x.size(2) + 2 * radius, x.size(3) + 2 * radius},
+                                x.options());
+  advise_huge_pages(padded);
+  return at::reflection_pad2d_out(padded, x, {radius, radius, radius, radius});
 }
 
 std::tuple<at::Tensor, at::Tensor> bilateral_filter_cpu(const at::Tensor& x_in, int64_t kernel_size,
@@ -274,8 +278,12 @@ std::tuple<at::Tensor, at::Tensor> bilateral_filter_cpu(const at::Tensor& x_in, 
     const scalar_t scale = range_scale<scalar_t>(sigma_color);
     // The centre tap: weight s(0) (its colour distance is 0).
     const scalar_t centre = g.g[geo.radius] * g.g[geo.radius];
-    out = x * centre;
-    norm = at::full({batch, 1, H, W}, centre, x.options());
+    out = at::empty_like(x);
+    advise_huge_pages(out);
+    at::mul_out(out, x, at::scalar_tensor(centre, x.options()));
+    norm = at::empty({batch, 1, H, W}, x.options());
+    advise_huge_pages(norm);
+    norm.fill_(centre);
     const scalar_t* padded_data = padded.data_ptr<scalar_t>();
     scalar_t* out_data = out.data_ptr<scalar_t>();
     scalar_t* norm_data = norm.data_ptr<scalar_t>();
@@ -317,7 +325,9 @@ at::Tensor bilateral_filter_backward_cpu(const at::Tensor& grad_out_in, const at
   const int64_t batch = x.size(0), H = geo.height, W = geo.width, C = geo.channels;
   if (x.numel() == 0) return at::zeros_like(x);
   const at::Tensor padded = reflect_padded(x, geo.radius);
-  at::Tensor grad_padded = at::zeros_like(padded);
+  at::Tensor grad_padded = at::empty_like(padded);
+  advise_huge_pages(grad_padded);
+  grad_padded.zero_();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bilateral_filter_backward_cpu", [&] {
     const auto g = spatial_kernel_as<scalar_t>(static_cast<int>(kernel_size), sigma_space);
     const scalar_t scale = range_scale<scalar_t>(sigma_color);

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "pydeblur/huge_pages.h"
 #include "pydeblur/ssim_math.h"
 #include "pydeblur/ssim_op.h"
 
@@ -281,6 +282,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_forward_cpu(const at::Tensor& x_in, cons
   const int64_t out_plane = static_cast<int64_t>(g.out_height) * g.out_width;
   at::Tensor means = at::empty({x.size(0), x.size(1)}, x.options());
   at::Tensor partials = ssim_op::empty_partials(x, g, save_partials);
+  advise_huge_pages(partials);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_forward_cpu", [&] {
     const Window<scalar_t> win = make_window<scalar_t>(window_size, sigma);
     const scalar_t c1 = static_cast<scalar_t>((0.01 * data_range) * (0.01 * data_range));
@@ -314,6 +316,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_mean
   const int64_t in_plane = static_cast<int64_t>(g.height) * g.width;
   const int64_t out_plane = static_cast<int64_t>(g.out_height) * g.out_width;
   at::Tensor dx = at::empty_like(x), dy = at::empty_like(y);
+  advise_huge_pages(dx);
+  advise_huge_pages(dy);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_backward_cpu", [&] {
     const Window<scalar_t> win = make_window<scalar_t>(window_size, sigma);
     const scalar_t* xp = x.const_data_ptr<scalar_t>();

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 
+#include "pydeblur/huge_pages.h"
 #include "pydeblur/wiener_math.h"
 
 namespace pydeblur {
@@ -91,6 +92,7 @@ at::Tensor wiener_bank_cpu(const at::Tensor& y_in, const at::Tensor& psf,
   const int64_t Wh = W / 2 + 1, plane = H * Wh;
   const at::Tensor otf = psf_to_otf(psf, H, W);
   at::Tensor out = at::empty({B, S, C, H, W}, y.options());
+  advise_huge_pages(out);
 
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "wiener_bank_cpu", [&] {
     using T = scalar_t;
@@ -137,6 +139,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cpu(
   const auto complex_options = otf.options();
 
   at::Tensor dy = need_y ? at::empty_like(y) : at::empty({0}, y.options());
+  advise_huge_pages(dy);
   at::Tensor dk_spec =
       need_psf ? at::empty({B, C, H, Wh}, complex_options) : at::empty({0}, complex_options);
   at::Tensor dnsr_planes = at::zeros({B * C, S}, y.options().dtype(at::kDouble));

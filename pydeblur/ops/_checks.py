@@ -40,7 +40,12 @@ def check_ndim(name: str, t: torch.Tensor, ndim: int, layout: str) -> None:
 
 
 def check_finite(name: str, t: torch.Tensor) -> None:
-    if value_checks_enabled() and not bool(torch.isfinite(t).all()):
+    """One pass over t (aminmax propagates NaN), instead of the five of isfinite(t).all(): on the
+    CPU that was a fifth of bilateral_filter's forward. x * 0 is 0 for finite x, NaN for inf or NaN."""
+    if not value_checks_enabled() or t.numel() == 0:
+        return
+    low, high = torch.aminmax(t)
+    if not bool(low * 0 + high * 0 == 0):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
