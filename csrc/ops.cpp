@@ -21,7 +21,8 @@ TORCH_LIBRARY(pydeblur, m) {
       "(Tensor, Tensor, Tensor)");
 
   // ---- bilateral_filter ----
-  // Returns the filtered image and the per-pixel weight sum [B, 1, H, W], which the backward reuses.
+  // Returns the filtered image and the per-pixel weight sum [B, 1, H, W], which the backward
+  // reuses.
   m.def(
       "bilateral_filter(Tensor x, int kernel_size, float sigma_color, float sigma_space) -> "
       "(Tensor, Tensor)");

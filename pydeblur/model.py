@@ -180,11 +180,10 @@ class ContextBranch(nn.Module):
     def activation_channels(self) -> float:
         """Full-resolution float maps alive at once in its forward pass: its upsampled output and the
         sum it is added to, and each level's two maps at 1/4^level of the pixels."""
-        widths = [conv.out_channels for conv in self.up]
-        full = 2 * widths[0]
-        return full + sum(2 * widths[level] / 4**level for level in range(1, len(widths))) + sum(
-            2 * block[0].out_channels / 4 ** (level + 1) for level, block in enumerate(self.down)
-        )
+        maps = 2.0 * self.up[0].out_channels
+        for level, (block, up) in enumerate(zip(self.down, self.up, strict=True), start=1):
+            maps += 2 * (block[0].out_channels + (up.out_channels if level > 1 else 0)) / 4**level
+        return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [x]

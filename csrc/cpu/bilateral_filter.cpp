@@ -45,9 +45,9 @@ void check_arguments(const at::Tensor& x, int64_t kernel_size, double sigma_colo
               "bilateral_filter: sigma_space must be positive and finite, got ", sigma_space);
 }
 
-void check_backward_arguments(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& out,
-                              const at::Tensor& norm, int64_t kernel_size, double sigma_color,
-                              double sigma_space) {
+void check_backward_arguments(const at::Tensor& grad_out, const at::Tensor& x,
+                              const at::Tensor& out, const at::Tensor& norm, int64_t kernel_size,
+                              double sigma_color, double sigma_space) {
   check_arguments(x, kernel_size, sigma_color, sigma_space);
   TORCH_CHECK(grad_out.sizes() == x.sizes() && out.sizes() == x.sizes(),
               "bilateral_filter_backward: grad_out and out must have the shape of x");
@@ -258,8 +258,8 @@ void backward_rows_of(const Geometry& geo, const double* padded, const double* g
 }
 
 at::Tensor reflect_padded(const at::Tensor& x, int64_t radius) {
-  at::Tensor padded = at::empty({x.size(0), x.size(1), x.size(2) + 2 * radius, x.size(3) + 2 * radius},
-                                x.options());
+  at::Tensor padded = at::empty(
+      {x.size(0), x.size(1), x.size(2) + 2 * radius, x.size(3) + 2 * radius}, x.options());
   advise_huge_pages(padded);
   return at::reflection_pad2d_out(padded, x, {radius, radius, radius, radius});
 }

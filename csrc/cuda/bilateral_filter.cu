@@ -24,9 +24,9 @@ namespace pydeblur::bilateral {
 // Defined with the CPU kernels (csrc/cpu/bilateral_filter.cpp): the same argument checks.
 void check_arguments(const at::Tensor& x, int64_t kernel_size, double sigma_color,
                      double sigma_space);
-void check_backward_arguments(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& out,
-                              const at::Tensor& norm, int64_t kernel_size, double sigma_color,
-                              double sigma_space);
+void check_backward_arguments(const at::Tensor& grad_out, const at::Tensor& x,
+                              const at::Tensor& out, const at::Tensor& norm, int64_t kernel_size,
+                              double sigma_color, double sigma_space);
 
 namespace {
 

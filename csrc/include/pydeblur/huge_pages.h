@@ -1,10 +1,10 @@
 // Transparent huge pages for large CPU buffers that a kernel is about to write for the first time.
 //
-// A fresh large tensor is mapped by the allocator and faulted in 4 KiB at a time on its first write:
-// for wiener_bank's 94 MB output (B = 8, S = 15, 3x256x256) that was a third of the forward's time
-// on these CPUs. Where the kernel's transparent-huge-page mode is "madvise" (the common default),
-// asking for huge pages turns 512 faults into one. A hint only: without Linux, or when the kernel
-// declines, nothing changes.
+// A fresh large tensor is mapped by the allocator and faulted in 4 KiB at a time on its first
+// write: for wiener_bank's 94 MB output (B = 8, S = 15, 3x256x256) that was a third of the
+// forward's time on these CPUs. Where the kernel's transparent-huge-page mode is "madvise" (the
+// common default), asking for huge pages turns 512 faults into one. A hint only: without Linux, or
+// when the kernel declines, nothing changes.
 #pragma once
 
 #include <ATen/ATen.h>
