@@ -86,6 +86,29 @@ Geometry geometry_of(const at::Tensor& x, int64_t kernel_size) {
 // centre tap beforehand. Rows a and a + r are written, so callers must not run overlapping row
 // ranges at the same time. kC > 0 fixes the channel count at compile time, so the channel loops
 // unroll and the pixel loops vectorise; kC == 0 reads it from geo.
+// Pairs (A, A + o) whose ends are both real and on different rows, for n consecutive A_x, in one
+// pass: the weight stays in a register and each end's colours are loaded once, for the distance and
+// for the other end's sum. xa, num_a, den_a point at the first A; xb, num_b, den_b at its partner.
+// The two rows differ, so the stores of one iteration never meet another's (omp simd is safe).
+template <typename T, int kC>
+PYDEBLUR_ALWAYS_INLINE void fused_pairs(int64_t C, int64_t pp, int64_t plane, const T* xa,
+                                        const T* xb, T spatial, T scale, T* num_a, T* den_a,
+                                        T* num_b, T* den_b, int64_t n) {
+  if constexpr (kC > 0) C = kC;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    T distance = 0;
+    for (int64_t c = 0; c < C; ++c) distance += std::abs(xb[c * pp + i] - xa[c * pp + i]);
+    const T w = pair_weight(spatial, distance, scale);
+    den_a[i] += w;
+    den_b[i] += w;
+    for (int64_t c = 0; c < C; ++c) {
+      num_a[c * plane + i] += w * xb[c * pp + i];
+      num_b[c * plane + i] += w * xa[c * pp + i];
+    }
+  }
+}
+
 template <typename T, int kC>
 PYDEBLUR_ALWAYS_INLINE void forward_pairs(const Geometry& geo, const T* padded, const T* g, T scale,
                                           T* out, T* norm, int64_t a_begin, int64_t a_end,
@@ -100,6 +123,33 @@ PYDEBLUR_ALWAYS_INLINE void forward_pairs(const Geometry& geo, const T* padded, 
       if (!a_real && !b_real) continue;
       for (int64_t dx = dy == 0 ? 1 : -r; dx <= r; ++dx) {
         const T spatial = g[r + dy] * g[r + dx];
+        if (a_real && b_real && dy > 0) {
+          // The columns where both ends are real in one pass; the few at the sides (one end in
+          // the padding columns) below by the general path with the middle's weights unused.
+          const int64_t x0 = std::max<int64_t>(0, -dx), x1 = std::min<int64_t>(W, W - dx);
+          fused_pairs<T, kC>(C, pp, plane, padded + (a + r) * pw + r + x0,
+                             padded + (b + r) * pw + r + x0 + dx, spatial, scale, out + a * W + x0,
+                             norm + a * W + x0, out + b * W + x0 + dx, norm + b * W + x0 + dx,
+                             x1 - x0);
+          for (int64_t ax = std::min<int64_t>(0, -dx); ax < std::max<int64_t>(W, W - dx); ++ax) {
+            if (ax == x0) ax = x1;  // skip the middle
+            if (ax >= std::max<int64_t>(W, W - dx)) break;
+            const T* pa = padded + (a + r) * pw + r + ax;
+            const T* pb = pa + dy * pw + dx;
+            T distance = 0;
+            for (int64_t c = 0; c < C; ++c) distance += std::abs(pb[c * pp] - pa[c * pp]);
+            const T w = pair_weight(spatial, distance, scale);
+            if (ax >= 0 && ax < W) {
+              norm[a * W + ax] += w;
+              for (int64_t c = 0; c < C; ++c) out[c * plane + a * W + ax] += w * pb[c * pp];
+            }
+            if (ax + dx >= 0 && ax + dx < W) {
+              norm[b * W + ax + dx] += w;
+              for (int64_t c = 0; c < C; ++c) out[c * plane + b * W + ax + dx] += w * pa[c * pp];
+            }
+          }
+          continue;
+        }
         // Weights for A_x in [lo, hi), the columns of A whose pair has a real end.
         const int64_t lo = std::min<int64_t>(a_real ? 0 : -dx, b_real ? -dx : 0);
         const int64_t hi = std::max<int64_t>(a_real ? W : W - dx, b_real ? W - dx : W);
