@@ -248,6 +248,9 @@ def test_perturbed_psf_is_a_nearby_valid_kernel():
     error = (wrong - psf).abs().sum(dim=(-2, -1))
     assert (error > 0.05).all() and (error < 1.0).all()
     assert not torch.equal(wrong[0], wrong[1])  # each image gets its own error
+    mixed = perturb_psf(psf, torch.tensor([0.0, 0.3, 0.0]))  # one strength per image
+    torch.testing.assert_close(mixed[0], psf[0], atol=1e-6, rtol=0)
+    assert (mixed[1] - psf[1]).abs().sum() > 0.05
 
 
 def test_scaled_photos_are_resized_once_and_cached(tmp_path):

@@ -244,23 +244,26 @@ def make_loader(dataset, opts: TrainOptions, where: Dist) -> torch.utils.data.Da
     )
 
 
-def perturb_psf(psf: torch.Tensor, strength: float) -> torch.Tensor:
+def perturb_psf(psf: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:
     """A slightly wrong copy of psf [B, 1, kh, kw], as a real kernel estimate is.
 
-    Each tap is scaled by (1 + strength N(0, 1)), a faint haze (strength / 10 of the peak, uniform)
+    strength: one number, or one per image [B] (the training loop draws each image's from
+    U(0, psf_error), so that exact and wrong kernels are both seen). Each tap is scaled by (1 + strength N(0, 1)), a faint haze (strength / 10 of the peak, uniform)
     spreads over the support dilated by one pixel, and the kernel moves by a random sub-pixel shift of
     up to strength pixels per axis (bilinear); the result is non-negative and sums to 1. The blurred
     image keeps the exact PSF: the network learns not to trust a kernel blindly. Draws from the torch
     RNG (saved in checkpoints, so resume stays exact).
     """
-    if strength <= 0:
-        return psf
     batch = psf.shape[0]
+    if not isinstance(strength, torch.Tensor) and strength <= 0:
+        return psf
+    strength = torch.as_tensor(strength, dtype=psf.dtype, device=psf.device).expand(batch)
+    per_tap = strength.view(batch, 1, 1, 1)
     peak = psf.amax(dim=(-2, -1), keepdim=True)
     support = torch.nn.functional.max_pool2d(psf, 3, stride=1, padding=1) > 0
-    noisy = psf * (1 + strength * torch.randn_like(psf))
-    noisy = noisy + support * (strength / 10) * peak * torch.rand_like(psf)
-    shift = (torch.rand(batch, 2, device=psf.device) * 2 - 1) * strength
+    noisy = psf * (1 + per_tap * torch.randn_like(psf))
+    noisy = noisy + support * (per_tap / 10) * peak * torch.rand_like(psf)
+    shift = (torch.rand(batch, 2, device=psf.device) * 2 - 1) * strength.view(batch, 1)
     kh, kw = psf.shape[-2:]
     theta = torch.zeros(batch, 2, 3, device=psf.device, dtype=psf.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
@@ -419,7 +422,9 @@ class Trainer:
         )
         for batch in bar:
             blurred, psf, sharp = (t.to(self.device, non_blocking=True) for t in unpack(batch))
-            psf = perturb_psf(psf, self.opts.psf_error)
+            if self.opts.psf_error > 0:
+                strength = torch.rand(psf.shape[0], device=psf.device) * self.opts.psf_error
+                psf = perturb_psf(psf, strength)
             with autocast:
                 output = self.wrapped(blurred, psf)
             loss = loss_fn(output, sharp, self.opts, epoch)
