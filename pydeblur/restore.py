@@ -29,13 +29,16 @@ FLOAT_RANGE_SLACK = 0.25
 # a context branch adds its own maps (ContextBranch.activation_channels).
 FEATURE_BYTES_PER_PIXEL = 600
 LIVE_ACTIVATIONS = 4
-# Tiles on a CPU stop growing at this working set (per-pixel time is flat beyond it). With the allocator
-# tuned (`tune_allocator`) freed memory stays in a fragmented heap that grew to ~2x the working set, so
-# the cap is lower there: a 12-megapixel photo peaked at 1.9 GB of RSS untuned and 2.6 GB tuned
-# (docs/deblur.md).
+# Tiles on a CPU stop growing at this working set. Untuned, every tile's tensors are page-faulted in
+# afresh, so larger tiles mostly add faults; tuned (`tune_allocator`), larger tiles waste less work on
+# the overlap: a 12-megapixel photo with the default model took 72 s with 1 GiB, 61 s with 1.5 GiB and
+# 54 s with 2 GiB, peaking at 1.7, 2.0 and 2.2 GB of RSS (docs/deblur.md).
 CPU_MEMORY_CAP = 3 * 1024**3 // 2
-CPU_MEMORY_CAP_TUNED = 1024**3
+CPU_MEMORY_CAP_TUNED = 2 * 1024**3
 _allocator_tuned = False
+# Pixels over which neighbouring tiles cross-fade: both are exact there (the discarded bands hold the
+# tile borders' reach), so a short ramp only has to hide the Wiener filters' canvas-size differences.
+BLEND_RAMP = 32
 MAX_TILE = 4096
 MIN_TILE = 64
 
@@ -271,11 +274,11 @@ def _widest(model: torch.nn.Module) -> int:
 
 
 def default_overlap(model: torch.nn.Module, psf_shape: tuple[int, int]) -> int:
-    """Pixels shared by neighbouring tiles: three times the reach of a tile border, so that the third
-    discarded on each side holds the network's receptive field and the reach of the tile-border
-    disturbance through the Wiener filters, which grows with the kernel size; the middle third blends."""
+    """Pixels shared by neighbouring tiles: twice the reach of a tile border plus the blending ramp
+    (`blend_weights`), so that the band each tile discards holds the network's receptive field and the
+    reach of the tile-border disturbance through the Wiener filters, which grows with the kernel size."""
     reach = receptive_radius(model) + 2 * max(psf_shape)
-    return int(math.ceil(3 * reach / 8) * 8)
+    return int(math.ceil((2 * reach + BLEND_RAMP) / 8) * 8)
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -307,7 +310,7 @@ def auto_tile(
     max_memory: int | None = None,
 ) -> int:
     """The largest square tile whose forward pass fits in `max_memory` bytes (default: from the free
-    memory of `device`; on a CPU at most 1.5 GiB, or 1 GiB once `tune_allocator` took effect)."""
+    memory of `device`; on a CPU at most 1.5 GiB, or 2 GiB once `tune_allocator` took effect)."""
     budget = max_memory if max_memory is not None else _available_bytes(device)
     padded = int(math.sqrt(budget / bytes_per_pixel(model)))
     tile = padded - 2 * max(psf_shape)
@@ -342,10 +345,13 @@ def tile_layout(length: int, tile: int, overlap: int) -> tuple[list[int], int]:
 def blend_weights(length: int, starts: list[int], span: int, overlap: int) -> list[torch.Tensor]:
     """Per tile, a 1-D weight over its span; the weights of all tiles sum to 1 at every position.
 
-    At a side shared with a neighbour, a tile's weight is 0 over the first third of the overlap (the
-    pixels spoiled by the tile border), then ramps linearly to 1 over the second third.
+    At a side shared with a neighbour, a tile's weight is 0 over the first (overlap - ramp) / 2 pixels of
+    the overlap (spoiled by the tile border), then ramps linearly to 1 over `ramp` = min(BLEND_RAMP,
+    overlap / 3) pixels; the neighbour's weight does the mirror image, so the two ramps coincide.
     """
-    discard, ramp = overlap // 3, overlap - 2 * (overlap // 3)
+    ramp = min(BLEND_RAMP, overlap // 3)
+    discard = (overlap - ramp) // 2
+    ramp = overlap - 2 * discard
     rising = (torch.arange(ramp, dtype=torch.float32) + 0.5) / ramp
     weights = []
     for start in starts:
@@ -401,7 +407,7 @@ def tune_allocator() -> bool:
     Without it, every large tensor of every tile is mapped afresh and page-faulted in: on these CPUs that
     doubled the CPU time of a tiled run (docs/deblur.md). The setting is process-wide (memory freed
     later stays with the process), so the `pydeblur` commands call it and a library caller may. The
-    retained heap fragments, so CPU tiles are then sized for 1 GiB instead of 1.5 GiB.
+    retained heap is reused by the next tile, so CPU tiles are then sized for 2 GiB instead of 1.5 GiB.
     Returns whether it took effect (False off glibc).
     """
     if not sys.platform.startswith("linux"):
