@@ -179,10 +179,13 @@ class ContextBranch(nn.Module):
     @property
     def activation_channels(self) -> float:
         """Full-resolution float maps alive at once in its forward pass: its upsampled output and the
-        sum it is added to, and each level's two maps at 1/4^level of the pixels."""
+        sum it is added to; at each level, at 1/4^level of the pixels, the down block's two maps and
+        (below the coarsest level) the up conv's output from the level below and its sum."""
+        levels = len(self.down)
         maps = 2.0 * self.up[0].out_channels
-        for level, (block, up) in enumerate(zip(self.down, self.up, strict=True), start=1):
-            maps += 2 * (block[0].out_channels + (up.out_channels if level > 1 else 0)) / 4**level
+        for level in range(1, levels + 1):
+            arriving = self.up[level].out_channels if level < levels else 0
+            maps += 2 * (self.down[level - 1][0].out_channels + arriving) / 4**level
         return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -180,6 +180,14 @@ def test_a_new_context_branch_leaves_a_trained_model_unchanged():
     assert not torch.allclose(wider(blurred, psf), plain(blurred, psf))
 
 
+def test_context_branch_counts_its_maps_at_their_resolution():
+    branch = DeblurNet("default").context  # 32 channels, 3 levels: widths 64, 128, 128
+    # full resolution: upsampled output + sum (2 x 32); level l at 1/4^l of the pixels: the down
+    # block's two maps and, above the coarsest level, the up conv's output and its sum
+    expected = 2 * 32 + (2 * 64 + 2 * 64) / 4 + (2 * 128 + 2 * 128) / 16 + (2 * 128) / 64
+    assert branch.activation_channels == expected == 164
+
+
 @pytest.mark.parametrize("levels", [1, 3])
 def test_context_branch_reach_bounds_its_receptive_field(levels):
     torch.manual_seed(0)
