@@ -32,7 +32,8 @@ LIVE_ACTIVATIONS = 4
 # Tiles on a CPU stop growing at this working set. Untuned, every tile's tensors are page-faulted in
 # afresh, so larger tiles mostly add faults; tuned (`tune_allocator`), larger tiles waste less work on
 # the overlap: a 12-megapixel photo with the default model took 72 s with 1 GiB, 61 s with 1.5 GiB and
-# 54 s with 2 GiB, peaking at 1.7, 2.0 and 2.2 GB of RSS (docs/deblur.md).
+# 54 s with 2 GiB, peaking at 1.7, 2.0 and 2.2 GB of RSS; 51 s and 2.3 GB at 2 GiB with the corrected
+# per-pixel estimate (docs/deblur.md).
 CPU_MEMORY_CAP = 3 * 1024**3 // 2
 CPU_MEMORY_CAP_TUNED = 2 * 1024**3
 _allocator_tuned = False
@@ -243,30 +244,25 @@ def _module_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _split_scales(model: torch.nn.Module) -> tuple[list, list[torch.nn.Conv2d]]:
+    """The model's multi-scale parts (modules with a `reach` attribute, such as ContextBranch) and its
+    convolutions outside them, which work at full resolution."""
+    multiscale = [m for m in model.modules() if hasattr(m, "reach")]
+    inside = {id(sub) for m in multiscale for sub in m.modules()}
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and id(m) not in inside]
+    return multiscale, convs
+
+
 def receptive_radius(model: torch.nn.Module) -> int:
     """Pixels on each side that influence one output pixel: the sum of the convolutions' half-widths,
     plus the `reach` of multi-scale parts (modules with a `reach` attribute, such as ContextBranch).
 
     Exact for a chain of convolutions with residual additions (which do not widen the field).
     """
-    multiscale = [m for m in model.modules() if hasattr(m, "reach")]
-    inside = {id(sub) for m in multiscale for sub in m.modules()}
-    radius = sum(m.reach for m in multiscale)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d) and id(module) not in inside:
-            radius += (module.kernel_size[0] - 1) // 2 * module.dilation[0]
-    return radius
-
-
-def _widest(model: torch.nn.Module) -> int:
-    """The most channels of a full-resolution activation (multi-scale parts work at lower resolution)."""
-    inside = {id(sub) for m in model.modules() if hasattr(m, "reach") for sub in m.modules()}
-    widths = [
-        m.out_channels
-        for m in model.modules()
-        if isinstance(m, torch.nn.Conv2d) and id(m) not in inside
-    ]
-    return max(widths, default=64)
+    multiscale, convs = _split_scales(model)
+    return sum(m.reach for m in multiscale) + sum(
+        (conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for conv in convs
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -299,8 +295,10 @@ def _available_bytes(device: torch.device) -> int:
 
 def bytes_per_pixel(model: torch.nn.Module) -> int:
     """Estimated working memory per pixel of a (padded) tile in the forward pass."""
-    multiscale = sum(m.activation_channels for m in model.modules() if hasattr(m, "reach"))
-    return int(FEATURE_BYTES_PER_PIXEL + LIVE_ACTIVATIONS * 4 * _widest(model) + 4 * multiscale)
+    multiscale, convs = _split_scales(model)
+    widest = max((conv.out_channels for conv in convs), default=64)  # full-resolution maps
+    lower_resolution = sum(m.activation_channels for m in multiscale)
+    return int(FEATURE_BYTES_PER_PIXEL + LIVE_ACTIVATIONS * 4 * widest + 4 * lower_resolution)
 
 
 def auto_tile(
