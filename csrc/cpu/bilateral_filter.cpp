@@ -78,14 +78,6 @@ Geometry geometry_of(const at::Tensor& x, int64_t kernel_size) {
           x.size(2) * x.size(3)};
 }
 
-// Forward by unordered pairs: w(p, q) = w(q, p), so each pair's weight is computed once and added
-// to both ends. Pairs are (A, A + o) with A on rows [a_begin, a_end) of the padded image (rows
-// -r..H-1 in image coordinates) and o in the half window (dy > 0, or dy == 0 and dx > 0); an end
-// on the padding receives nothing, but its pair still counts for the other end, whose kornia window
-// reads that padding value. Sums go into out (numerators) and norm (denominators), which hold the
-// centre tap beforehand. Rows a and a + r are written, so callers must not run overlapping row
-// ranges at the same time. kC > 0 fixes the channel count at compile time, so the channel loops
-// unroll and the pixel loops vectorise; kC == 0 reads it from geo.
 // Pairs (A, A + o) whose ends are both real and on different rows, for n consecutive A_x, in one
 // pass: the weight stays in a register and each end's colours are loaded once, for the distance and
 // for the other end's sum. xa, num_a, den_a point at the first A; xb, num_b, den_b at its partner.
@@ -109,6 +101,14 @@ PYDEBLUR_ALWAYS_INLINE void fused_pairs(int64_t C, int64_t pp, int64_t plane, co
   }
 }
 
+// Forward by unordered pairs: w(p, q) = w(q, p), so each pair's weight is computed once and added
+// to both ends. Pairs are (A, A + o) with A on rows [a_begin, a_end) of the padded image (rows
+// -r..H-1 in image coordinates) and o in the half window (dy > 0, or dy == 0 and dx > 0); an end
+// on the padding receives nothing, but its pair still counts for the other end, whose kornia window
+// reads that padding value. Sums go into out (numerators) and norm (denominators), which hold the
+// centre tap beforehand. Rows a and a + r are written, so callers must not run overlapping row
+// ranges at the same time. kC > 0 fixes the channel count at compile time, so the channel loops
+// unroll and the pixel loops vectorise; kC == 0 reads it from geo.
 template <typename T, int kC>
 PYDEBLUR_ALWAYS_INLINE void forward_pairs(const Geometry& geo, const T* padded, const T* g, T scale,
                                           T* out, T* norm, int64_t a_begin, int64_t a_end,
@@ -124,30 +124,32 @@ PYDEBLUR_ALWAYS_INLINE void forward_pairs(const Geometry& geo, const T* padded, 
       for (int64_t dx = dy == 0 ? 1 : -r; dx <= r; ++dx) {
         const T spatial = g[r + dy] * g[r + dx];
         if (a_real && b_real && dy > 0) {
-          // The columns where both ends are real in one pass; the few at the sides (one end in
-          // the padding columns) below by the general path with the middle's weights unused.
+          // The columns where both ends are real in one fused pass; the few at the sides, where one
+          // end is a padding column, pair by pair.
           const int64_t x0 = std::max<int64_t>(0, -dx), x1 = std::min<int64_t>(W, W - dx);
           fused_pairs<T, kC>(C, pp, plane, padded + (a + r) * pw + r + x0,
                              padded + (b + r) * pw + r + x0 + dx, spatial, scale, out + a * W + x0,
                              norm + a * W + x0, out + b * W + x0 + dx, norm + b * W + x0 + dx,
                              x1 - x0);
-          for (int64_t ax = std::min<int64_t>(0, -dx); ax < std::max<int64_t>(W, W - dx); ++ax) {
-            if (ax == x0) ax = x1;  // skip the middle
-            if (ax >= std::max<int64_t>(W, W - dx)) break;
-            const T* pa = padded + (a + r) * pw + r + ax;
-            const T* pb = pa + dy * pw + dx;
-            T distance = 0;
-            for (int64_t c = 0; c < C; ++c) distance += std::abs(pb[c * pp] - pa[c * pp]);
-            const T w = pair_weight(spatial, distance, scale);
-            if (ax >= 0 && ax < W) {
-              norm[a * W + ax] += w;
-              for (int64_t c = 0; c < C; ++c) out[c * plane + a * W + ax] += w * pb[c * pp];
+          const auto side_pairs = [&](int64_t ax_begin, int64_t ax_end) {
+            for (int64_t ax = ax_begin; ax < ax_end; ++ax) {
+              const T* pa = padded + (a + r) * pw + r + ax;
+              const T* pb = pa + dy * pw + dx;
+              T distance = 0;
+              for (int64_t c = 0; c < C; ++c) distance += std::abs(pb[c * pp] - pa[c * pp]);
+              const T w = pair_weight(spatial, distance, scale);
+              if (ax >= 0 && ax < W) {
+                norm[a * W + ax] += w;
+                for (int64_t c = 0; c < C; ++c) out[c * plane + a * W + ax] += w * pb[c * pp];
+              }
+              if (ax + dx >= 0 && ax + dx < W) {
+                norm[b * W + ax + dx] += w;
+                for (int64_t c = 0; c < C; ++c) out[c * plane + b * W + ax + dx] += w * pa[c * pp];
+              }
             }
-            if (ax + dx >= 0 && ax + dx < W) {
-              norm[b * W + ax + dx] += w;
-              for (int64_t c = 0; c < C; ++c) out[c * plane + b * W + ax + dx] += w * pa[c * pp];
-            }
-          }
+          };
+          side_pairs(std::min<int64_t>(0, -dx), x0);
+          side_pairs(x1, std::max<int64_t>(W, W - dx));
           continue;
         }
         // Weights for A_x in [lo, hi), the columns of A whose pair has a real end.
