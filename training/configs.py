@@ -7,8 +7,6 @@ there is one), then the command line's options. A recipe only lists the values i
 
 from typing import Any
 
-NOISE_ROBUST = {"photons": (1024.0, 131072.0), "gauss": (0.0, 8.0)}
-
 RECIPES: dict[str, dict[str, Any]] = {
     # The paper: batch 32, Adam 5e-4, L2 then SSIM, its single noise level (lambda 2048, sigma 0.05).
     "paper": {
@@ -48,7 +46,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "steps_per_epoch": 100,
         "val_crops": 24,
         "val_crop": 128,
-        **NOISE_ROBUST,
+        "photons": (1024.0, 131072.0),
+        "gauss": (0.0, 8.0),
     },
     # "tiny" (for tests) runs on TrainOptions' defaults.
 }
