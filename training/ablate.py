@@ -71,11 +71,19 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
 """name -> (what changes, `TrainOptions` overrides of ABLATION_RECIPE; "model": ModelConfig overrides)."""
 
 
-def row_options(name: str, out: Path, steps_per_epoch: int | None, threads: int | None):
+def row_options(
+    name: str, out: Path, steps_per_epoch: int | None, threads: int | None, data: str | None = None
+):
     """The TrainOptions of one row, written to out/name."""
     if name not in ROWS:
         raise ValueError(f"unknown ablation row {name!r}; rows: {', '.join(ROWS)}")
-    values = {**ABLATION_RECIPE, **ROWS[name][1], "out": str(out / name), "threads": threads}
+    values = {
+        **ABLATION_RECIPE,
+        **ROWS[name][1],
+        "out": str(out / name),
+        "threads": threads,
+        "data": data,
+    }
     if steps_per_epoch is not None:
         values["steps_per_epoch"] = steps_per_epoch
     return train.TrainOptions(**values)
@@ -178,6 +186,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated: {','.join(ROWS)}")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="output folder")
+    parser.add_argument("--data", help="training photo folder (default: the datasets' default)")
     parser.add_argument("--steps-per-epoch", type=int, help="override the recipe's 200 (4 epochs)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--paper-limit", type=int, default=64, help="paper protocol images scored")
@@ -197,7 +206,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    options = {n: row_options(n, args.out, args.steps_per_epoch, args.threads) for n in args.rows}
+    options = {
+        n: row_options(n, args.out, args.steps_per_epoch, args.threads, args.data)
+        for n in args.rows
+    }
     if not args.score_only:
         for name, opts in options.items():
             train_row(name, opts, args.out)
