@@ -63,6 +63,15 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
         "the paper's network (12 ResBlocks, 64 channels, 5x5, dropout 0.2, direct output)",
         {"config": "paper"},
     ),
+    "direct-head": (
+        "the paper's direct output instead of the mix head over the Wiener stack",
+        {"model": {"head": "direct"}},
+    ),
+    "no-context": ("without the multi-scale context branch", {"model": {"context_levels": 0}}),
+    "kernel-errors": (
+        "trained with kernel errors (per-image strength up to 0.3, as the shipped model's last stages)",
+        {"psf_error": 0.3},
+    ),
     "single-noise": (
         "trained at the paper's single noise level (lambda 2048, sigma 0.05) only",
         {"photons": (2048.0, 2048.0), "gauss": (0.05, 0.05)},
@@ -117,7 +126,9 @@ def train_row(name: str, opts: train.TrainOptions, out: Path) -> None:
     train.run(opts, resume=resume)
 
 
-def score(names: list[str], out: Path, paper_limit: int, threads: int | None) -> dict[str, Any]:
+def score(
+    names: list[str], out: Path, paper_limit: int, threads: int | None, evaluate_args: list[str]
+) -> dict[str, Any]:
     """Evaluate the rows' last weights; return {"rows": {name: {...}}, "evaluation": results.json}."""
     import torch
 
@@ -125,7 +136,7 @@ def score(names: list[str], out: Path, paper_limit: int, threads: int | None) ->
         torch.set_num_threads(threads)
     weights = [out / name / "last.safetensors" for name in names]
     argv = ["--sets", "paper,levin", "--limit", f"paper={paper_limit}", "--models-only"]
-    argv += ["--no-figures", "--out", str(out / "evaluation")]
+    argv += ["--no-figures", "--out", str(out / "evaluation"), *evaluate_args]
     for path in weights:
         argv += ["--model", str(path)]
     evaluate.main(argv)
@@ -190,6 +201,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps-per-epoch", type=int, help="override the recipe's 200 (4 epochs)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--paper-limit", type=int, default=64, help="paper protocol images scored")
+    parser.add_argument(
+        "--test-set", type=Path, help="the paper protocol's test set (evaluate's default)"
+    )
+    parser.add_argument("--timing-repeats", type=int, default=3, help="timed runs per row (median)")
     parser.add_argument("--no-score", action="store_true", help="train only")
     parser.add_argument("--score-only", action="store_true", help="score the finished rows only")
     args = parser.parse_args(argv)
@@ -222,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     if not done:
         print("no finished row to score", file=sys.stderr)
         return 1
-    report = score(done, args.out, args.paper_limit, args.threads)
+    evaluate_args = ["--timing-repeats", str(args.timing_repeats)]
+    if args.test_set:
+        evaluate_args += ["--test-set", str(args.test_set)]
+    report = score(done, args.out, args.paper_limit, args.threads, evaluate_args)
     report["recipe"] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in ABLATION_RECIPE.items()
     }

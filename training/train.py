@@ -513,8 +513,10 @@ def write_log(out: Path, history: list[dict[str, Any]]) -> None:
 
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [row["train_loss"] for row in history])
-    left.set(xlabel="epoch", ylabel="training loss", yscale="log")
+    losses = [row["train_loss"] for row in history]
+    left.plot(epochs, losses)
+    # the PSNR loss (mean log10 MSE) is negative: a log axis only for the positive losses
+    left.set(xlabel="epoch", ylabel="training loss", yscale="log" if min(losses) > 0 else "linear")
     right.plot(epochs, [row["val_psnr"] for row in history])
     right.set(xlabel="epoch", ylabel="validation PSNR (dB)")
     fig.tight_layout()
