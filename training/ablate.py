@@ -45,6 +45,10 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
         "the shipped choices: SNRs in dB, no normalisation, no tail, PSNR loss, noise ranges",
         {},
     ),
+    "seed-1": (
+        "the base again with another seed (initialisation, data order, noise): run-to-run spread",
+        {"seed": 1},
+    ),
     "snr-linear": (
         "the 15 SNRs read as linear ratios (nsr = 1/snr, the paper's code)",
         {"model": {"snr_mode": "linear"}},
