@@ -7,7 +7,11 @@ Levin. The printed table gives each row's PSNR / SSIM and its difference from th
 
     python -m training.ablate                                  # train what is missing, then score
     python -m training.ablate --rows base,snr-linear --no-score   # train some rows only
+    python -m training.ablate --seeds 0,1                      # every row twice: the spread
     python -m training.ablate --score-only                     # score the finished rows
+
+With several `--seeds` each row is trained once per seed (initialisation, data order and noise; folder
+NAME for seed 0, NAME-sS for seed S) and the table gives the mean over seeds and their spread.
 
 Rows are short runs (800 steps by default against the shipped model's ~13,000): they rank the choices
 at equal training; they do not say where each would end after a long run.
@@ -17,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,10 +49,6 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "base": (
         "the shipped choices: SNRs in dB, no normalisation, no tail, PSNR loss, noise ranges",
         {},
-    ),
-    "seed-1": (
-        "the base again with another seed (initialisation, data order, noise): run-to-run spread",
-        {"seed": 1},
     ),
     "snr-linear": (
         "the 15 SNRs read as linear ratios (nsr = 1/snr, the paper's code)",
@@ -85,18 +86,19 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def row_options(
-    name: str, out: Path, steps_per_epoch: int | None, threads: int | None, data: str | None = None
-):
-    """The TrainOptions of one row, written to out/name."""
+    name: str,
+    out: Path,
+    steps_per_epoch: int | None,
+    threads: int | None,
+    data: str | None = None,
+    seed: int = 0,
+) -> train.TrainOptions:
+    """The TrainOptions of one row and seed, written to out/NAME (seed 0) or out/NAME-sSEED."""
     if name not in ROWS:
         raise ValueError(f"unknown ablation row {name!r}; rows: {', '.join(ROWS)}")
-    values = {
-        **ABLATION_RECIPE,
-        **ROWS[name][1],
-        "out": str(out / name),
-        "threads": threads,
-        "data": data,
-    }
+    folder = name if seed == 0 else f"{name}-s{seed}"
+    values = {**ABLATION_RECIPE, **ROWS[name][1], "out": str(out / folder)}
+    values |= {"threads": threads, "data": data, "seed": seed}
     if steps_per_epoch is not None:
         values["steps_per_epoch"] = steps_per_epoch
     return train.TrainOptions(**values)
@@ -122,43 +124,66 @@ def share_scaled_photos(opts: train.TrainOptions, out: Path) -> None:
 
 def train_row(name: str, opts: train.TrainOptions, out: Path) -> None:
     if finished(opts):
-        print(f"{name}: finished, kept", file=sys.stderr)
+        print(f"{Path(opts.out).name}: finished, kept", file=sys.stderr)
         return
     share_scaled_photos(opts, out)
     resume = (Path(opts.out) / "last.pt").exists()
-    print(f"{name}: {'resuming' if resume else 'training'} {ROWS[name][0]}", file=sys.stderr)
+    action = "resuming" if resume else "training"
+    print(f"{Path(opts.out).name}: {action} {ROWS[name][0]}", file=sys.stderr)
     train.run(opts, resume=resume)
 
 
 def score(
-    names: list[str], out: Path, paper_limit: int, threads: int | None, evaluate_args: list[str]
+    runs: dict[str, list[train.TrainOptions]],
+    out: Path,
+    paper_limit: int,
+    threads: int | None,
+    evaluate_args: list[str],
 ) -> dict[str, Any]:
-    """Evaluate the rows' last weights; return {"rows": {name: {...}}, "evaluation": results.json}."""
+    """Evaluate the runs' last weights (runs: row -> its finished seeds' options); return
+    {"rows": {name: {...}}, "evaluation": evaluate's results.json}."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    weights = [out / name / "last.safetensors" for name in names]
     argv = ["--sets", "paper,levin", "--limit", f"paper={paper_limit}", "--models-only"]
     argv += ["--no-figures", "--out", str(out / "evaluation"), *evaluate_args]
-    for path in weights:
-        argv += ["--model", str(path)]
+    for opts in (o for seeds in runs.values() for o in seeds):
+        argv += ["--model", str(Path(opts.out) / "last.safetensors")]
     evaluate.main(argv)
     results = json.loads((out / "evaluation" / "results.json").read_text())
+    cards = iter(results["models"])
     rows = {}
-    for name, card in zip(names, results["models"], strict=True):
-        method = f"Model: {card['label']}"
-        scores = {
-            s: {k: block["methods"][method][k] for k in ("psnr", "ssim")}
-            for s, block in results["sets"].items()
-        }
+    for name, seeds in runs.items():
+        per_seed = []
+        for opts in seeds:
+            card = next(cards)
+            method = f"Model: {card['label']}"
+            per_seed.append(
+                {
+                    "seed": opts.seed,
+                    "steps": card.get("steps"),
+                    "val_psnr": card.get("metrics", {}).get("val_psnr"),
+                    "time_s": results["sets"]["paper"]["methods"][method].get("time_s"),
+                    **{
+                        s: {k: block["methods"][method][k] for k in ("psnr", "ssim")}
+                        for s, block in results["sets"].items()
+                    },
+                }
+            )
         rows[name] = {
             "change": ROWS[name][0],
-            "scores": scores,
-            "time_s": results["sets"]["paper"]["methods"][method].get("time_s"),
-            "steps": card.get("steps"),
-            "val_psnr": card.get("metrics", {}).get("val_psnr"),
-            "parameters": parameter_count(out / name / "last.safetensors"),
+            "scores": {
+                s: {k: statistics.fmean(r[s][k] for r in per_seed) for k in ("psnr", "ssim")}
+                | {
+                    "spread": max(r[s]["psnr"] for r in per_seed)
+                    - min(r[s]["psnr"] for r in per_seed)
+                }
+                for s in ("paper", "levin")
+            },
+            "seeds": per_seed,
+            "time_s": statistics.median(r["time_s"] for r in per_seed),
+            "parameters": parameter_count(Path(seeds[0].out) / "last.safetensors"),
         }
     return {"rows": rows, "evaluation": results}
 
@@ -171,27 +196,31 @@ def parameter_count(path: Path) -> int:
 
 
 def table(report: dict[str, Any]) -> str:
+    """Markdown: one line per row, PSNR / SSIM as the mean over its seeds, the difference from the
+    base row's mean, and (several seeds) the spread of PSNR between seeds."""
     rows = report["rows"]
     base = rows.get("base")
-    lines = [
-        "| row | what changes | paper protocol PSNR / SSIM | Levin PSNR / SSIM | Δ paper | Δ Levin "
-        "| parameters | time (s) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    seeded = any(len(row["seeds"]) > 1 for row in rows.values())
+    header = "| row | what changes | seeds | paper protocol PSNR / SSIM | Levin PSNR / SSIM "
+    header += "| Δ paper | Δ Levin " + ("| seed spread paper / Levin " if seeded else "")
+    header += "| parameters | time (s) |"
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for name, row in rows.items():
-        paper, levin = row["scores"]["paper"], row["scores"]["levin"]
+        scores = row["scores"]
         deltas = ["", ""]
         if base is not None and name != "base":
             deltas = [
-                f"{row['scores'][s]['psnr'] - base['scores'][s]['psnr']:+.2f}"
-                for s in ("paper", "levin")
+                f"{scores[s]['psnr'] - base['scores'][s]['psnr']:+.2f}" for s in ("paper", "levin")
             ]
+        cells = [name, row["change"], ",".join(str(r["seed"]) for r in row["seeds"])]
+        cells += [f"{scores[s]['psnr']:.2f} / {scores[s]['ssim']:.3f}" for s in ("paper", "levin")]
+        cells += deltas
+        if seeded:
+            spread = f"{scores['paper']['spread']:.2f} / {scores['levin']['spread']:.2f}"
+            cells.append(spread if len(row["seeds"]) > 1 else "")
         time_s = f"{row['time_s']:.3f}" if row["time_s"] is not None else ""
-        lines.append(
-            f"| {name} | {row['change']} | {paper['psnr']:.2f} / {paper['ssim']:.3f} | "
-            f"{levin['psnr']:.2f} / {levin['ssim']:.3f} | {deltas[0]} | {deltas[1]} | "
-            f"{row['parameters']:,} | {time_s} |"
-        )
+        cells += [f"{row['parameters']:,}", time_s]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -201,6 +230,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated: {','.join(ROWS)}")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="output folder")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds per row")
     parser.add_argument("--data", help="training photo folder (default: the datasets' default)")
     parser.add_argument("--steps-per-epoch", type=int, help="override the recipe's 200 (4 epochs)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -218,6 +248,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"--rows must name some of {', '.join(ROWS)}, got {', '.join(unknown) or 'none'}"
         )
+    try:
+        args.seeds = sorted({int(v) for v in args.seeds.split(",") if v.strip()})
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    if not args.seeds or min(args.seeds) < 0:
+        parser.error("--seeds must name at least one seed >= 0")
     if args.no_score and args.score_only:
         parser.error("--no-score and --score-only exclude each other")
     return args
@@ -225,19 +261,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    options = {
-        n: row_options(n, args.out, args.steps_per_epoch, args.threads, args.data)
-        for n in args.rows
+    runs = {
+        name: [
+            row_options(name, args.out, args.steps_per_epoch, args.threads, args.data, seed)
+            for seed in args.seeds
+        ]
+        for name in ROWS
+        if name in args.rows
     }
     if not args.score_only:
-        for name, opts in options.items():
-            train_row(name, opts, args.out)
+        for name, seeds in runs.items():
+            for opts in seeds:
+                train_row(name, opts, args.out)
     if args.no_score:
         return 0
-    done = [name for name in ROWS if name in options and finished(options[name])]
-    missing = [name for name in args.rows if name not in done]
+    done = {name: [o for o in seeds if finished(o)] for name, seeds in runs.items()}
+    missing = [Path(o.out).name for seeds in runs.values() for o in seeds if not finished(o)]
     if missing:
         print(f"not finished, not scored: {', '.join(missing)}", file=sys.stderr)
+    done = {name: seeds for name, seeds in done.items() if seeds}
     if not done:
         print("no finished row to score", file=sys.stderr)
         return 1
@@ -248,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     report["recipe"] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in ABLATION_RECIPE.items()
     }
-    report["options"] = {n: dataclasses.asdict(options[n]) for n in done}
+    report["options"] = {
+        Path(o.out).name: dataclasses.asdict(o) for seeds in done.values() for o in seeds
+    }
     text = table(report)
     (args.out / "ablation.md").write_text(text + "\n")
     (args.out / "ablation.json").write_text(json.dumps(report, indent=1))
