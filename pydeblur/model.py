@@ -27,6 +27,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "pydeblur.DeblurNet/1"
 
 HEADS = ("direct", "mix")
+TAIL_KERNEL_SIZE = 7  # the bilateral tail's window (the paper's)
 MIX_START_SNR_DB = (
     21.0  # the "mix" head starts from the blurred image and the Wiener images up to this
 )
@@ -271,7 +272,7 @@ class DeblurNet(nn.Module):
         if cfg.normalize_input:
             out = out * std + mean
         if cfg.bilateral_tail:
-            out = ops.bilateral_filter(out)
+            out = ops.bilateral_filter(out, kernel_size=TAIL_KERNEL_SIZE)
         return out.to(blurred.dtype)
 
 

@@ -255,13 +255,20 @@ def _split_scales(model: torch.nn.Module) -> tuple[list, list[torch.nn.Conv2d]]:
 
 def receptive_radius(model: torch.nn.Module) -> int:
     """Pixels on each side that influence one output pixel: the sum of the convolutions' half-widths,
-    plus the `reach` of multi-scale parts (modules with a `reach` attribute, such as ContextBranch).
+    plus the `reach` of multi-scale parts (modules with a `reach` attribute, such as ContextBranch),
+    plus the half-width of a DeblurNet's bilateral tail.
 
     Exact for a chain of convolutions with residual additions (which do not widen the field).
     """
+    from pydeblur.model import TAIL_KERNEL_SIZE
+
     multiscale, convs = _split_scales(model)
-    return sum(m.reach for m in multiscale) + sum(
-        (conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for conv in convs
+    config = getattr(model, "config", None)
+    tail = TAIL_KERNEL_SIZE // 2 if getattr(config, "bilateral_tail", False) else 0
+    return (
+        tail
+        + sum(m.reach for m in multiscale)
+        + sum((conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for conv in convs)
     )
 
 

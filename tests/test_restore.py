@@ -230,6 +230,8 @@ def test_default_overlap_covers_receptive_field_and_kernel():
     # 12 + 63 + 68 = 143; overlap: two reaches and the 32-pixel ramp, rounded up to 8
     assert receptive_radius(net) == 12 + net.context.reach == 75
     assert default_overlap(net, (34, 34)) == 320
+    tailed = DeblurNet(dataclasses.replace(CONFIGS["default"], bilateral_tail=True))
+    assert receptive_radius(tailed) == 75 + 3  # the 7x7 bilateral tail
 
 
 # ------------------------------------------------------------------------------------------------------
