@@ -27,23 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from training import evaluate, train
+from training.configs import RECIPES
 
 ABLATION_RECIPE: dict[str, Any] = {
+    **RECIPES["default"],
     "config": "default",
-    "batch_size": 4,
     "crop": 96,
     "lr": 1e-3,
-    "warmup_steps": 50,
     "epochs": 4,
     "steps_per_epoch": 200,
-    "loss": "psnr",
-    "photons": (1024.0, 524288.0),
-    "gauss": (0.0, 8.0),
-    "photo_scales": (1.0, 0.5, 0.3),
     "val_crops": 16,
-    "val_crop": 128,
 }
-"""The base row's `TrainOptions` (the shipped recipe's choices, shortened)."""
+"""The base row's `TrainOptions`: the shipped recipe (`training.configs`), shortened."""
 
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "base": (
@@ -275,10 +270,11 @@ def main(argv: list[str] | None = None) -> int:
                 train_row(name, opts, args.out)
     if args.no_score:
         return 0
-    done = {name: [o for o in seeds if finished(o)] for name, seeds in runs.items()}
-    missing = [Path(o.out).name for seeds in runs.values() for o in seeds if not finished(o)]
+    complete = {Path(o.out).name: finished(o) for seeds in runs.values() for o in seeds}
+    missing = [folder for folder, ok in complete.items() if not ok]
     if missing:
         print(f"not finished, not scored: {', '.join(missing)}", file=sys.stderr)
+    done = {name: [o for o in seeds if complete[Path(o.out).name]] for name, seeds in runs.items()}
     done = {name: seeds for name, seeds in done.items() if seeds}
     if not done:
         print("no finished row to score", file=sys.stderr)
@@ -293,11 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     report["options"] = {
         Path(o.out).name: dataclasses.asdict(o) for seeds in done.values() for o in seeds
     }
-    text = table(report)
-    (args.out / "ablation.md").write_text(text + "\n")
-    (args.out / "ablation.json").write_text(json.dumps(report, indent=1))
-    print(text)
-    print(f"\nwrote {args.out / 'ablation.md'} and {args.out / 'ablation.json'}", file=sys.stderr)
+    evaluate.publish(args.out / "ablation", table(report), report)
     return 0
 
 

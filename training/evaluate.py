@@ -612,12 +612,17 @@ def main(argv: list[str] | None = None) -> int:
                 args.out / "figures" / f"{name}.png", items, shown, kept, block
             )
             print(f"  wrote {path}", file=sys.stderr)
-    text = markdown(results)
-    (args.out / "results.md").write_text(text + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    print(text)
-    print(f"\nwrote {args.out / 'results.md'} and {args.out / 'results.json'}", file=sys.stderr)
+    publish(args.out / "results", markdown(results), results)
     return 0
+
+
+def publish(stem: Path, text: str, data: dict) -> None:
+    """Write the Markdown table to stem.md and every number to stem.json, and print the table."""
+    markdown_path, json_path = stem.with_suffix(".md"), stem.with_suffix(".json")
+    markdown_path.write_text(text + "\n")
+    json_path.write_text(json.dumps(data, indent=1))
+    print(text)
+    print(f"\nwrote {markdown_path} and {json_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
