@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from pydeblur.model import CONFIGS, DeblurNet, load_model
+from pydeblur.model import CONFIGS, DeblurNet, load_model, read_card
 from training.configs import RECIPES
 from training.train import (
     LOSSES,
@@ -80,6 +80,10 @@ def test_tiny_config_trains_and_writes_its_run_folder(tmp_path):
     for key, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value)
     assert not list(out.glob(".*tmp*"))
+    data = read_card(out / "best.safetensors")["data"]
+    assert data["crop"] == opts.crop and data["psf_error"] == opts.psf_error
+    assert data["photo_scales"] == list(opts.photo_scales)
+    assert data["photons"] == list(opts.photons) and data["gauss"] == list(opts.gauss)
 
 
 class CrashingBlur(SyntheticBlur):

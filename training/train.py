@@ -476,10 +476,13 @@ class Trainer:
             "trained_with": "python -m training.train",
             "options": dataclasses.asdict(self.opts),
             "data": {
-                "photos": self.opts.data or "pydeblur.datasets default (train split)",
+                "photos": f"{self.opts.data or 'pydeblur.datasets default'} (train split of "
+                f"split_photos(seed={self.opts.split_seed})), PSFs from pydeblur.psf",
                 "crop": self.opts.crop,
+                "photo_scales": list(self.opts.photo_scales),
                 "photons": list(self.opts.photons),
                 "gauss": list(self.opts.gauss),
+                "psf_error": self.opts.psf_error,
             },
             "seed": self.opts.seed,
             "steps": self.step,
