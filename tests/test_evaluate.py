@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from pydeblur.degrade import valid_offset
 from tests.helpers import needs_data
 from training import benchmarks_data
 
@@ -53,6 +54,30 @@ def test_levin_items_and_the_blurred_baseline():
     sharp = torch.stack([item["sharp"] for item in items])
     mse, _ = benchmarks_data.aligned_mse(blurred, sharp)
     assert (-10 * torch.log10(mse)).mean().item() == pytest.approx(23.2, abs=0.1)
+
+
+def test_levin_synthetic_items_blur_the_sharp_images_exactly():
+    folder = needs_data("levin")
+    captured = benchmarks_data.levin_items(folder, limit=4)
+    synthetic = benchmarks_data.levin_synthetic_items(folder, limit=4)
+    again = benchmarks_data.levin_synthetic_items(folder, limit=4)
+    reseeded = benchmarks_data.levin_synthetic_items(folder, limit=4, seed=1)
+    for real, item, same, other in zip(captured, synthetic, again, reseeded, strict=True):
+        assert item["name"] == real["name"] and torch.equal(item["psf"], real["psf"])
+        torch.testing.assert_close(item["sharp"], real["sharp"], rtol=0, atol=0)
+        torch.testing.assert_close(item["blurred"], same["blurred"], rtol=0, atol=0)
+        # Two seeds differ by two draws of the noise: variance 2 x the captured image's estimate.
+        difference = (item["blurred"] - other["blurred"]).var().item()
+        assert difference == pytest.approx(2 * real["noise_var"], rel=0.1)
+        # Away from the reflected border the blur is the kernel's convolution of the sharp image.
+        kernel = real["psf"][0]
+        kh, kw = kernel.shape
+        direct = torch.nn.functional.conv2d(real["sharp"][None], kernel.flip(-2, -1)[None, None])
+        top, left = valid_offset(kh, kw)
+        inner = item["blurred"][0, top : top + direct.shape[-2], left : left + direct.shape[-1]]
+        noise = inner - direct[0, 0]
+        assert noise.std().item() == pytest.approx(real["noise_var"] ** 0.5, rel=0.1)
+        assert abs(noise.mean().item()) < 1e-3
 
 
 def test_kodak_items_are_seeded_and_noisy_as_asked():
@@ -129,7 +154,7 @@ def test_limits_per_set():
     from training.evaluate import parse_limits
 
     assert parse_limits(None) == {}
-    assert parse_limits("3") == {"paper": 3, "levin": 3, "kodak": 3}
+    assert parse_limits("3") == {"paper": 3, "levin": 3, "kodak": 3, "levin-synthetic": 3}
     assert parse_limits("paper=64,kodak=24") == {"paper": 64, "kodak": 24}
     with pytest.raises(ValueError, match="unknown set"):
         parse_limits("mnist=3")

@@ -7,6 +7,8 @@ assumes; see docs/evaluation.md), and "aligned" (score after the best small shif
 - `paper_items`: the fixed held-out test set (`pydeblur.datasets.load_test_set`), grouped by exposure.
 - `levin_items`: Levin et al. 2009, 4 greyscale images x 8 real camera-shake kernels, captured blur.
 - `kodak_items`: Kodak photos blurred by linear convolution with the 8 Levin kernels plus Gaussian noise.
+- `levin_synthetic_items`: Levin's sharp images blurred synthetically with their kernels (a diagnostic:
+  the same set without the capture's mismatch).
 """
 
 from fractions import Fraction
@@ -23,6 +25,7 @@ LEVIN_BORDER = 15  # ... ignoring a 15-pixel border: the benchmark's standard sc
 KODAK_SIGMAS = (0.01, 0.03)
 KODAK_CROP = 256
 KODAK_SEED = 0
+LEVIN_SYNTHETIC_SEED = 0
 
 
 def group_order(groups) -> list[str]:
@@ -118,6 +121,28 @@ def levin_items(folder: str | Path = DATA / "levin", limit: int | None = None) -
                 }
             )
     return items[:limit]
+
+
+def levin_synthetic_items(
+    folder: str | Path = DATA / "levin", limit: int | None = None, seed: int = LEVIN_SYNTHETIC_SEED
+) -> list[dict]:
+    """`levin_items` with the captured blur replaced by an exact synthetic one: each sharp image
+    convolved with its kernel (linear convolution of the reflection-extended image, `pydeblur.degrade`)
+    plus Gaussian noise of the variance estimated from the captured image, from a generator seeded by
+    (seed, item index). Same images, kernels, order and scoring: the difference between the two sets
+    is what the capture adds to the model (kernel estimation error, non-uniform blur, saturation)."""
+    from pydeblur.degrade import blur_valid, pad_for_blur
+
+    items = []
+    for index, item in enumerate(levin_items(folder, limit)):
+        kernel = item["psf"][0]
+        blurred = blur_valid(pad_for_blur(item["sharp"][None], *kernel.shape), kernel)[0]
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+        )
+        noise = torch.randn(blurred.shape, generator=generator) * item["noise_var"] ** 0.5
+        items.append({**item, "blurred": blurred + noise})
+    return items
 
 
 def _grey(path: Path) -> torch.Tensor:
