@@ -1,4 +1,4 @@
-"""Ablations: `python -m training.ablate`: one choice of the shipped recipe changed per row.
+"""Ablations: `python -m training.ablate`: one choice of the `default` recipe changed per row.
 
 Every row trains the `default` model configuration from scratch with the same short recipe (ABLATION_
 RECIPE: same seed, data order, steps and learning-rate schedule) except for the one value its entry in
@@ -13,7 +13,7 @@ Levin. The printed table gives each row's PSNR / SSIM and its difference from th
 With several `--seeds` each row is trained once per seed (initialisation, data order and noise; folder
 NAME for seed 0, NAME-sS for seed S) and the table gives the mean over seeds and their spread.
 
-Rows are short runs (800 steps by default against the shipped model's ~13,000): they rank the choices
+Rows are short runs (800 steps by default against the shipped model's ~20,000): they rank the choices
 at equal training; they do not say where each would end after a long run.
 """
 
@@ -42,7 +42,7 @@ ABLATION_RECIPE: dict[str, Any] = {
 
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "base": (
-        "the shipped choices: SNRs in dB, no normalisation, no tail, PSNR loss, noise ranges",
+        "the `default` config and recipe: SNRs in dB, no normalisation, no tail, PSNR loss, noise ranges",
         {},
     ),
     "snr-linear": (
