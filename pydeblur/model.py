@@ -272,7 +272,10 @@ class DeblurNet(nn.Module):
         if cfg.normalize_input:
             out = out * std + mean
         if cfg.bilateral_tail:
-            out = ops.bilateral_filter(out, kernel_size=TAIL_KERNEL_SIZE)
+            # The window's reflection padding needs half the window inside the image: images under
+            # 4 pixels a side get the largest window that fits.
+            size = min(TAIL_KERNEL_SIZE, 2 * min(out.shape[-2:]) - 1)
+            out = ops.bilateral_filter(out, kernel_size=size)
         return out.to(blurred.dtype)
 
 

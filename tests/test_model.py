@@ -141,13 +141,29 @@ def test_normalize_input_is_undone_on_the_output():
 def test_bilateral_tail_filters_the_output():
     from pydeblur import ops
 
-    if not hasattr(ops, "bilateral_filter"):
-        pytest.skip("pydeblur.ops.bilateral_filter is not merged into this branch yet")
     blurred, psf = inputs()
     plain = DeblurNet("tiny").eval()
     tailed = DeblurNet(ModelConfig(**{**plain.config.to_dict(), "bilateral_tail": True})).eval()
     tailed.load_state_dict(plain.state_dict())
-    torch.testing.assert_close(tailed(blurred, psf), ops.bilateral_filter(plain(blurred, psf)))
+    torch.testing.assert_close(
+        tailed(blurred, psf), ops.bilateral_filter(plain(blurred, psf), kernel_size=7)
+    )
+
+
+@pytest.mark.parametrize("side, window", [(3, 5), (2, 3), (4, 7)])
+def test_bilateral_tail_fits_its_window_to_tiny_images(side, window):
+    from pydeblur import ops
+
+    plain = DeblurNet("tiny").eval()
+    tailed = DeblurNet(ModelConfig(**{**plain.config.to_dict(), "bilateral_tail": True})).eval()
+    tailed.load_state_dict(plain.state_dict())
+    blurred = torch.rand(1, 3, side, side + 2)
+    psf = torch.full((1, 1, 1, 1), 1.0)
+    with torch.no_grad():
+        out = tailed(blurred, psf)
+        expected = ops.bilateral_filter(plain(blurred, psf), kernel_size=window)
+    assert out.shape == blurred.shape and bool(torch.isfinite(out).all())
+    torch.testing.assert_close(out, expected)
 
 
 @pytest.mark.parametrize(
