@@ -275,7 +275,10 @@ class DeblurNet(nn.Module):
             # The window's reflection padding needs half the window inside the image: images under
             # 4 pixels a side get the largest window that fits.
             size = min(TAIL_KERNEL_SIZE, 2 * min(out.shape[-2:]) - 1)
-            out = ops.bilateral_filter(out, kernel_size=size)
+            # The inputs were checked by wiener_bank; checking the network's output again would
+            # cost a second GPU synchronisation per forward.
+            with ops.skip_value_checks():
+                out = ops.bilateral_filter(out, kernel_size=size)
         return out.to(blurred.dtype)
 
 

@@ -309,7 +309,10 @@ def test_cuda_without_a_gpu_is_a_clear_error(base, example, net):
 @pytest.mark.cuda
 def test_cuda_matches_cpu(base, reference, example, net):
     out = deblur(base.astype(np.float32), example[2], model=net, device="cuda")
-    assert np.abs(out - np.clip(reference, 0, 1)).max() < 1e-4
+    # cuDNN convolutions run in TF32 by default (torch.backends.cudnn.allow_tf32): on an H200 the
+    # largest difference from the CPU was 2.9e-4 (benchmarks/results/2026-11-26-NVIDIA-H200.md),
+    # under a quarter of an 8-bit level, so that is the bound checked.
+    assert np.abs(out - np.clip(reference, 0, 1)).max() < 1e-3
 
 
 def test_import_pydeblur_is_light_and_deblur_is_exported():

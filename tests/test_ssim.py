@@ -246,7 +246,9 @@ def test_cpu_matches_cuda(padding, dtype):
     x, y = image_pair((3, 3, 70, 45), dtype, seed=5)
     results = {}
     for device in ("cpu", "cuda"):
-        a, b = (t.to(device).requires_grad_() for t in (x, y))
+        # detach: on the CPU .to() returns the tensor itself, which must not stay a leaf
+        # requiring grad, or the CUDA copies become non-leaves without .grad.
+        a, b = (t.detach().to(device).requires_grad_() for t in (x, y))
         value = ssim(a, b, padding=padding, reduction="none")
         (value * torch.arange(1.0, 4.0, device=device, dtype=dtype)).sum().backward()
         results[device] = [value.detach().cpu(), a.grad.cpu(), b.grad.cpu()]

@@ -204,6 +204,13 @@ BAD_INPUTS = [
     (dict(psf=-torch.ones(3, 3)), ValueError, "psf has negative"),
     (dict(psf=torch.zeros(3, 3)), ValueError, "psf sums to 0"),
     (dict(psf=torch.full((3, 3), float("nan"))), ValueError, "psf contains NaN"),
+    (
+        dict(y=torch.rand(2, 3, 8, 8).index_fill(2, torch.tensor([4]), float("inf"))),
+        ValueError,
+        "y contains NaN or infinite",
+    ),
+    # Several faults at once: the error is the first check's, in the order the checks are listed.
+    (dict(psf=torch.full((3, 3), float("nan")), nsr=[-1.0]), ValueError, "psf contains NaN"),
     (dict(nsr=[0.1, 0.0]), ValueError, "nsr must be positive"),
     (dict(nsr=[-1.0]), ValueError, "nsr must be positive"),
     (dict(nsr=[]), ValueError, "nsr is empty"),
@@ -231,6 +238,24 @@ def test_skip_value_checks_skips_only_value_checks():
             wiener_bank(y, torch.ones(9, 9), nsr=[0.1])
 
 
+def test_value_checks_read_the_device_once(monkeypatch):
+    """All of a call's value checks come back in one transfer: one GPU synchronisation per call."""
+    reads = []
+    real_stack = torch.stack
+
+    def counting_stack(tensors, *args, **kwargs):
+        out = real_stack(tensors, *args, **kwargs)
+        if out.dtype == torch.bool:
+            reads.append(len(tensors))
+        return out
+
+    monkeypatch.setattr(torch, "stack", counting_stack)
+    wiener_bank(torch.rand(2, 3, 16, 16), torch.ones(3, 3) / 9)
+    assert (
+        len(reads) == 1 and reads[0] >= 6
+    )  # y, psf (finite, sign, sum), snr_db, nsr (finite, sign)
+
+
 def test_direct_op_call_checks_shapes():
     with pytest.raises(RuntimeError, match="psf batch size"):
         torch.ops.pydeblur.wiener_bank(
@@ -242,11 +267,12 @@ def test_direct_op_call_checks_shapes():
 def test_cpu_and_cuda_agree():
     y = random_image(2, 3, 64, 50, dtype=torch.float32)
     psf = random_psf(9, 6, 2, 1, dtype=torch.float32)
-    nsr = torch.tensor([1e-3, 0.01, 0.1], requires_grad=True)
+    nsr = torch.tensor([1e-3, 0.01, 0.1])
     grad = torch.rand(2, 3, 3, 64, 50)
     results = []
     for device in ("cpu", "cuda"):
-        inputs = [t.to(device).requires_grad_() for t in (y, psf, nsr)]
+        # detach: on the CPU .to() returns the tensor itself; the CUDA copies must be leaves too.
+        inputs = [t.detach().to(device).requires_grad_() for t in (y, psf, nsr)]
         out = wiener_bank(inputs[0], inputs[1], nsr=inputs[2])
         out.backward(grad.to(device))
         results.append([out.detach().cpu()] + [t.grad.cpu() for t in inputs])

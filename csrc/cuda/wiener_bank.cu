@@ -20,6 +20,7 @@ namespace {
 using wiener::Complex;
 
 constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
 
 // Index of the OTF frequency used by frequency i of image plane (b, c); OTF planes are [Pb, Pc].
 __device__ __forceinline__ int64_t otf_index(int64_t b, int64_t c, int64_t i, int64_t Pb,
@@ -42,6 +43,9 @@ __global__ void __launch_bounds__(kThreads)
 
 // One thread per frequency of Y [B, C, plane]; G is [B, S, C, plane]. Writes dY and dK [B, C,
 // plane] (either may be null) and this block's partial sums of dL/dnsr [gridDim.x, S].
+// Deterministic: each warp writes its own shared slot per filter and one thread sums the slots in a
+// fixed order (an atomicAdd per warp made the sum depend on the warps' timing, so two backward
+// passes on the same input differed in the last bits and gradcheck failed on a GPU).
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(const Complex<T>* __restrict__ Y, const Complex<T>* __restrict__ K,
@@ -50,9 +54,8 @@ __global__ void __launch_bounds__(kThreads)
                     T* __restrict__ dnsr_partial, int64_t C, int64_t plane, int64_t Wh, int64_t W,
                     int S, int64_t Pb, int64_t Pc, int64_t total, T inv_hw) {
   extern __shared__ unsigned char shared_bytes[];
-  T* block_dnsr = reinterpret_cast<T*>(shared_bytes);
-  for (int s = threadIdx.x; s < S; s += blockDim.x) block_dnsr[s] = T(0);
-  __syncthreads();
+  T* warp_dnsr = reinterpret_cast<T*>(shared_bytes);  // [kWarps, S]
+  const int warp = threadIdx.x / 32;
 
   // Threads past the end take part in the reductions with zero terms (g = 0, weight = 0).
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -73,15 +76,18 @@ __global__ void __launch_bounds__(kThreads)
     dk_acc.im += t.dk.im;
     T v = t.dnsr;
     for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    if ((threadIdx.x & 31) == 0) atomicAdd(&block_dnsr[s], v);
+    if ((threadIdx.x & 31) == 0) warp_dnsr[warp * S + s] = v;
   }
   if (active) {
     if (dY) dY[idx] = dy_acc;
     if (dK) dK[idx] = dk_acc;
   }
   __syncthreads();
-  for (int s = threadIdx.x; s < S; s += blockDim.x)
-    dnsr_partial[blockIdx.x * S + s] = block_dnsr[s];
+  for (int s = threadIdx.x; s < S; s += blockDim.x) {
+    T sum = T(0);
+    for (int w = 0; w < kWarps; ++w) sum += warp_dnsr[w * S + s];
+    dnsr_partial[blockIdx.x * S + s] = sum;
+  }
 }
 
 template <typename T>
@@ -144,8 +150,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cuda(
   if (total > 0) {
     AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "wiener_bank_backward_cuda", [&] {
       using T = scalar_t;
-      const size_t shared_bytes = static_cast<size_t>(S) * sizeof(T);
-      TORCH_CHECK(shared_bytes <= 48 * 1024, "wiener_bank: too many filters (", S, ")");
+      const size_t shared_bytes = static_cast<size_t>(kWarps) * S * sizeof(T);
+      TORCH_CHECK(shared_bytes <= 48 * 1024, "wiener_bank: at most ",
+                  48 * 1024 / (kWarps * sizeof(T)),
+                  " filters per call on CUDA for this dtype, got ", S);
       backward_kernel<T><<<blocks, kThreads, shared_bytes, at::cuda::getCurrentCUDAStream()>>>(
           as_complex<T>(Y), as_complex<T>(otf), as_complex<T>(G), nsr.const_data_ptr<T>(),
           as_complex_mut<T>(dy_spec), as_complex_mut<T>(dk_spec),

@@ -68,7 +68,7 @@ def check_arguments(x: torch.Tensor, kernel_size: int, sigma_color: float, sigma
             raise TypeError(f"{name} must be a Python number, got {type(value).__name__}")
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be positive and finite, got {value}")
-    check_finite("x", x)
+    check_finite(("x", x))
 
 
 @torch.library.register_fake("pydeblur::bilateral_filter")

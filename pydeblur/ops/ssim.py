@@ -82,8 +82,7 @@ def _check_arguments(x, y, window_size, sigma, data_range, padding, reduction):
             f'with padding="valid" the images ({height}x{width}) must be at least '
             f"window_size ({window_size}) on each side"
         )
-    _checks.check_finite("x", x)
-    _checks.check_finite("y", y)
+    _checks.check_finite(("x", x), ("y", y))
 
 
 def ssim(

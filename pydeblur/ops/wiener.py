@@ -9,12 +9,11 @@ import torch
 
 from pydeblur.ops import _library  # noqa: F401  (registers the compiled operators)
 from pydeblur.ops._checks import (
+    ValueChecks,
     check_device,
-    check_finite,
     check_float,
     check_same_device,
     compute_dtype,
-    value_checks_enabled,
 )
 
 PAPER_SNR_DB: tuple[float, ...] = tuple(float(v) for v in range(9, 66, 4))
@@ -63,23 +62,28 @@ def _psf_as_4d(psf: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return psf
 
 
-def _check_psf_values(psf: torch.Tensor) -> None:
-    if not value_checks_enabled():
+def _check_psf_values(psf: torch.Tensor, checks: ValueChecks) -> None:
+    if not checks.enabled:
         return
     psf = psf.detach()
-    check_finite("psf", psf)
-    if bool((psf < 0).any()):
-        raise ValueError("psf has negative values; a PSF is non-negative")
-    if bool((psf.sum(dim=(-2, -1)) <= 0).any()):
-        raise ValueError("psf sums to 0; a PSF sums to 1 (normalise it: psf / psf.sum())")
+    checks.finite("psf", psf)
+    checks.require(
+        (psf >= 0).all(), lambda: ValueError("psf has negative values; a PSF is non-negative")
+    )
+    checks.require(
+        (psf.sum(dim=(-2, -1)) > 0).all(),
+        lambda: ValueError("psf sums to 0; a PSF sums to 1 (normalise it: psf / psf.sum())"),
+    )
 
 
-def _nsr_tensor(snr_db: Numbers | None, nsr: Numbers | None, y: torch.Tensor) -> torch.Tensor:
+def _nsr_tensor(
+    snr_db: Numbers | None, nsr: Numbers | None, y: torch.Tensor, checks: ValueChecks
+) -> torch.Tensor:
     if snr_db is not None and nsr is not None:
         raise ValueError("give snr_db or nsr, not both")
     if nsr is None:
         snr_db = _on_device(PAPER_SNR_DB if snr_db is None else snr_db, y, "snr_db")
-        check_finite("snr_db", snr_db.detach())
+        checks.finite("snr_db", snr_db)
         values = snr_db_to_nsr(snr_db)
         name = "snr_db"
     else:
@@ -87,10 +91,11 @@ def _nsr_tensor(snr_db: Numbers | None, nsr: Numbers | None, y: torch.Tensor) ->
         name = "nsr"
     if values.numel() == 0:
         raise ValueError(f"{name} is empty")
-    if value_checks_enabled():
-        check_finite("nsr", values.detach())
-        if bool((values.detach() <= 0).any()):
-            raise ValueError(f"nsr must be positive, got {values.detach().cpu().tolist()}")
+    checks.finite("nsr", values)
+    checks.require(
+        (values.detach() > 0).all(),
+        lambda: ValueError(f"nsr must be positive, got {values.detach().cpu().tolist()}"),
+    )
     return values
 
 
@@ -131,8 +136,11 @@ def wiener_bank(
     check_device("y", y)
     check_same_device(y=y, psf=psf)
     psf4 = _psf_as_4d(psf, y)
-    _check_psf_values(psf4)
-    nsr_values = _nsr_tensor(snr_db, nsr, y)
+    checks = ValueChecks()
+    checks.finite("y", y)
+    _check_psf_values(psf4, checks)
+    nsr_values = _nsr_tensor(snr_db, nsr, y, checks)
+    checks.run()
     dtype = compute_dtype(y)
     out = torch.ops.pydeblur.wiener_bank(y.to(dtype), psf4.to(dtype), nsr_values.to(dtype))
     return out.to(y.dtype)
