@@ -9,6 +9,7 @@ unpickles and refuses files whose configuration does not match.
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pydeblur import ops
+from pydeblur.consistency import data_consistency
 from pydeblur.features import PAPER_SNR_DB, feature_channels, nsr_values, wiener_features
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -57,6 +59,10 @@ class ModelConfig:
     context_levels: a multi-scale `ContextBranch` of that many half-resolution levels between conv_in
       and the ResBlocks (0: none). It sees ~2^levels times farther than the 3x3 trunk: Wiener ringing
       spans the whole kernel, which a shallow full-resolution trunk cannot.
+    data_consistency: when positive, the output goes through `pydeblur.consistency.data_consistency`
+      with this strength (1 / the variance of the network's error) as a last, parameter-free step:
+      frequencies the blur keeps above the estimated noise are taken back from the data. 0: off.
+      Chosen after training, on the validation split (docs/model.md).
     """
 
     blocks: int = 12
@@ -72,6 +78,7 @@ class ModelConfig:
     clamp_features: bool = False
     margin: int | None = None
     context_levels: int = 0
+    data_consistency: float = 0.0
     image_channels: int = field(default=3)
 
     def __post_init__(self):
@@ -86,6 +93,10 @@ class ModelConfig:
             raise ValueError(f"dropout is a drop probability in [0, 1), got {self.dropout}")
         if not 0 <= self.context_levels <= 4:
             raise ValueError(f"context_levels must be in 0..4, got {self.context_levels}")
+        if not (math.isfinite(self.data_consistency) and self.data_consistency >= 0):
+            raise ValueError(
+                f"data_consistency must be finite and >= 0, got {self.data_consistency}"
+            )
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         nsr_values(self.snr_db, self.snr_mode)  # validates snr_db and snr_mode
@@ -242,6 +253,16 @@ class DeblurNet(nn.Module):
             return wiener_features(blurred, psf, self.nsr.float(), self.config.margin)
 
     def forward(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+        """blurred [B, 3, H, W], psf [B, 1, kh, kw] -> deblurred [B, 3, H, W]: `network`, then the
+        data-consistency step when the config has one."""
+        out = self.network(blurred, psf)
+        if self.config.data_consistency > 0:
+            out = data_consistency(out, blurred.to(out.dtype), psf, self.config.data_consistency)
+        return out
+
+    def network(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+        """Everything but the data-consistency step, whose FFTs span the whole image: tiled
+        inference (`pydeblur.restore`) runs this per tile and the step once on the whole image."""
         cfg = self.config
         if blurred.dim() != 4 or blurred.shape[1] != cfg.image_channels:
             raise ValueError(
