@@ -41,7 +41,7 @@ def validation_psnr(
             torch.stack([it[k] for it in items]) for k in ("blurred", "psf", "sharp")
         )
         with torch.no_grad():
-            estimate = model(blurred, psf)
+            estimate = model.network(blurred, psf)  # the network alone, whatever its strength
             outputs = [estimate] + [data_consistency(estimate, blurred, psf, c) for c in grid]
         for i, out in enumerate(outputs):
             sums[i] += psnr(out.clamp(0, 1), sharp).sum()
@@ -66,9 +66,6 @@ def main(argv: list[str] | None = None) -> float:
         parser.error(f"--grid must list positive strengths, got {args.grid}")
     torch.manual_seed(0)
     model = load_model(args.model).eval()
-    if model.config.data_consistency > 0:
-        model = DeblurNet(dataclasses.replace(model.config, data_consistency=0.0)).eval()
-        model.load_state_dict(load_model(args.model).state_dict())
     photos = datasets.split_photos(args.data, seed=args.split_seed)["val"]
     scores = {}
     for label, noise in NOISE_LEVELS.items():
