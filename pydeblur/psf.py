@@ -17,12 +17,15 @@ Kernel files: `read_psf` / `write_psf` for .npy, .png (8/16 bit), .txt/.csv and 
 scipy.io, v7.3 through h5py); `check_psf` validates any kernel.
 """
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from pydeblur.atomic import atomic_path
 
 PSF_SIZE = 34
 TRAJECTORY_LENGTH = 64.0
@@ -243,6 +246,9 @@ def centre_of_mass(psf: np.ndarray) -> tuple[float, float]:
 # Kernel validation and files
 
 KERNEL_SUFFIXES = (".npy", ".png", ".txt", ".csv", ".mat")
+# Kernel files larger than this on a side are refused from their header, before their data is read
+# (a compressed .mat could otherwise unpack to any size); real shake kernels are under ~300 pixels.
+MAX_KERNEL_FILE_SIDE = 4096
 _MAT_NAMES = ("psf", "kernel", "k", "f", "h", "blur")
 
 
@@ -264,12 +270,12 @@ def check_psf(psf, name: str = "psf", image_shape: tuple[int, int] | None = None
     if not np.all(np.isfinite(k)):
         raise ValueError(f"{name} contains NaN or infinite values")
     peak = k.max()
-    if k.min() < -1e-6 * max(peak, 0.0) or peak <= 0:
+    if k.min() < -1e-6 * max(peak, 0.0):
         raise ValueError(f"{name} has negative values (minimum {k.min():g}); a PSF is non-negative")
+    if peak <= 0:
+        raise ValueError(f"{name} is all zeros; a PSF needs a positive sum")
     k = np.maximum(k, 0.0)
     total = k.sum()
-    if total <= 0:
-        raise ValueError(f"{name} sums to zero")
     if image_shape is not None and (k.shape[0] > image_shape[0] or k.shape[1] > image_shape[1]):
         raise ValueError(
             f"{name} of size {k.shape[0]}x{k.shape[1]} is larger than the image "
@@ -287,24 +293,53 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
+def _check_file_shape(path: Path, shape: tuple[int, ...]) -> None:
+    if len(shape) == 2 and max(shape) > MAX_KERNEL_FILE_SIDE:
+        raise ValueError(
+            f"{path}: a {shape[0]}x{shape[1]} kernel is over the {MAX_KERNEL_FILE_SIDE}-pixel limit "
+            "of kernel files"
+        )
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """An .npy array, its declared shape checked before the data is read; never unpickles."""
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as error:  # numpy's messages (pickle hints, "No data left") mislead here
+        raise ValueError(f"{path}: not a NumPy .npy array file ({type(error).__name__})") from error
+    if not isinstance(mapped, np.ndarray) or mapped.dtype.hasobject:
+        raise ValueError(f"{path}: not a NumPy array of numbers")
+    _check_file_shape(path, mapped.shape)
+    return np.array(mapped)
+
+
 def _read_mat(path: Path, key: str | None) -> np.ndarray:
+    """The kernel variable of a .mat file (shapes checked from its directory before reading)."""
     import h5py
     import scipy.io
 
-    if h5py.is_hdf5(path):  # MATLAB v7.3; HDF5 stores MATLAB's column-major arrays transposed
-        with h5py.File(path, "r") as f:
-            names = [
-                n for n in f.keys() if not n.startswith("#") and isinstance(f[n], h5py.Dataset)
-            ]
-            chosen = _choose_mat_variable(path, names, key, {n: f[n].shape for n in names})
-            return np.asarray(f[chosen]).T
     try:
-        variables = scipy.io.loadmat(path)
-    except (ValueError, NotImplementedError) as error:
+        if h5py.is_hdf5(path):  # MATLAB v7.3; HDF5 stores MATLAB's column-major arrays transposed
+            with h5py.File(path, "r") as f:
+                names = [
+                    n for n in f.keys() if not n.startswith("#") and isinstance(f[n], h5py.Dataset)
+                ]
+                shapes = {n: f[n].shape for n in names}
+                chosen = _choose_mat_variable(path, names, key, shapes)
+                _check_file_shape(path, shapes[chosen])
+                return np.asarray(f[chosen]).T
+        shapes = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
+        chosen = _choose_mat_variable(path, list(shapes), key, shapes)
+        _check_file_shape(path, shapes[chosen])
+        return np.asarray(scipy.io.loadmat(path, variable_names=[chosen])[chosen])
+    except ValueError as error:
+        if str(path) in str(error):
+            raise
         raise ValueError(f"{path}: cannot read as a MATLAB .mat file ({error})") from error
-    names = [n for n in variables if not n.startswith("__")]
-    shapes = {n: np.shape(variables[n]) for n in names}
-    return np.asarray(variables[_choose_mat_variable(path, names, key, shapes)])
+    except Exception as error:  # h5py's and scipy's readers raise many types on corrupt files
+        raise ValueError(
+            f"{path}: cannot read as a MATLAB .mat file ({type(error).__name__})"
+        ) from error
 
 
 def _choose_mat_variable(path: Path, names, key: str | None, shapes: dict) -> str:
@@ -324,6 +359,20 @@ def _choose_mat_variable(path: Path, names, key: str | None, shapes: dict) -> st
     )
 
 
+def _read_table(path: Path) -> np.ndarray:
+    if path.stat().st_size > 64 * MAX_KERNEL_FILE_SIDE**2:  # 64 characters a number at most
+        raise ValueError(f"{path}: too large for a kernel table")
+    try:
+        text = path.read_text()
+        delimiter = "," if "," in text else None
+        kernel = np.loadtxt(io.StringIO(text), delimiter=delimiter, ndmin=2)
+    except ValueError as error:  # UnicodeDecodeError included
+        reason = "not text" if isinstance(error, UnicodeDecodeError) else str(error)
+        raise ValueError(f"{path}: not a table of numbers ({reason})") from error
+    _check_file_shape(path, kernel.shape)
+    return kernel
+
+
 def read_psf(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     """Read a kernel file as float32 [kh, kw] normalised to sum 1 (validated by `check_psf`).
 
@@ -336,7 +385,7 @@ def read_psf(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"no such kernel file: {path}")
     if suffix == ".npy":
-        kernel = np.load(path, allow_pickle=False)
+        kernel = _read_npy(path)
     elif suffix == ".png":
         from pydeblur.io import read_image
 
@@ -344,12 +393,7 @@ def read_psf(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
         if kernel.ndim == 3:
             kernel = kernel[..., :3].mean(axis=2)
     elif suffix in (".txt", ".csv"):
-        text = path.read_text()
-        delimiter = "," if "," in text else None
-        try:
-            kernel = np.loadtxt(path, delimiter=delimiter, ndmin=2)
-        except ValueError as error:
-            raise ValueError(f"{path}: not a table of numbers ({error})") from error
+        kernel = _read_table(path)
     else:
         kernel = _read_mat(path, key)
     return check_psf(kernel, name=f"kernel in {path}")
@@ -368,25 +412,29 @@ def write_psf(
     path = Path(path)
     suffix = _suffix(path)
     kernel = check_psf(psf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".npy":
-        np.save(path, kernel)
-    elif suffix == ".png":
+    if suffix == ".png":
         from pydeblur.io import write_image
 
         if bits not in (8, 16):
             raise ValueError(f"bits must be 8 or 16, got {bits}")
         write_image(path, kernel / kernel.max(), dtype=np.uint16 if bits == 16 else np.uint8)
-    elif suffix in (".txt", ".csv"):
-        np.savetxt(path, kernel, fmt="%.9g", delimiter="," if suffix == ".csv" else " ")
-    elif mat_version == "5":
-        import scipy.io
-
-        scipy.io.savemat(path, {key: kernel.astype(np.float64)})
-    elif mat_version == "7.3":
-        _write_mat73(path, kernel.astype(np.float64), key)
-    else:
+        return
+    if suffix == ".mat" and mat_version not in ("5", "7.3"):
         raise ValueError(f'mat_version must be "5" or "7.3", got {mat_version!r}')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        if suffix == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, kernel)
+        elif suffix in (".txt", ".csv"):
+            np.savetxt(tmp, kernel, fmt="%.9g", delimiter="," if suffix == ".csv" else " ")
+        elif mat_version == "5":
+            import scipy.io
+
+            with open(tmp, "wb") as f:
+                scipy.io.savemat(f, {key: kernel.astype(np.float64)})
+        else:
+            _write_mat73(tmp, kernel.astype(np.float64), key)
 
 
 def _write_mat73(path: Path, kernel: np.ndarray, key: str) -> None:

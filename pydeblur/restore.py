@@ -89,6 +89,9 @@ def _to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
     """
     if isinstance(image, np.ndarray):
         form_device, is_torch = None, False
+        given_dtype = image.dtype
+        if not image.dtype.isnative:  # big-endian data: torch holds native byte order only
+            image = image.astype(image.dtype.newbyteorder("="))
         if image.ndim == 2:
             data = image[None, None]
         elif image.ndim == 3 and image.shape[2] in (1, 3, 4):
@@ -117,10 +120,11 @@ def _to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
             f"image must be a NumPy array or a torch tensor, got {type(image).__name__}"
         )
 
-    if tensor.shape[-1] == 0 or tensor.shape[-2] == 0:
+    if tensor.shape[-1] == 0 or tensor.shape[-2] == 0 or tensor.shape[0] == 0:
         raise ValueError(f"image is empty: shape {tuple(image.shape)}")
     channels = tensor.shape[1]
-    form = _Form(is_torch, image.dtype, tuple(image.shape), channels, form_device)
+    dtype = image.dtype if is_torch else given_dtype
+    form = _Form(is_torch, dtype, tuple(image.shape), channels, form_device)
     alpha = tensor[:, 3:4] if channels == 4 else None
     colour = tensor[:, :3] if channels == 4 else tensor
     colour = colour.to(torch.float32)
@@ -143,7 +147,7 @@ def _from_batch(colour: torch.Tensor, alpha: torch.Tensor | None, form: _Form):
     colour = colour.clamp_(0.0, 1.0)
     if form.channels == 1:  # grey in: grey out
         colour = colour.mean(dim=1, keepdim=True)
-    scale = _scale_of(form.dtype)
+    scale = _scale_of(form.dtype if form.is_torch else form.dtype.newbyteorder("="))
     if scale is not None:
         colour = colour.mul_(scale).round_()
     if form.is_torch:
@@ -488,6 +492,15 @@ def deblur(
     Returns:
         The deblurred image in the kind, dtype, shape, value range and device of `image`.
     """
+    for name, value, least in (
+        ("tile", tile, 1),
+        ("overlap", overlap, 0),
+        ("max_memory", max_memory, 1),
+    ):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < least
+        ):
+            raise ValueError(f"{name} must be an integer >= {least} or None, got {value!r}")
     colour, alpha, form = _to_batch(image)
     height, width = colour.shape[-2:]
     kernel = _as_psf(psf, (height, width))

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from pydeblur import baselines
+from pydeblur.atomic import write_text
 from pydeblur.metrics import psnr
 from training import benchmarks_data
 
@@ -626,8 +627,8 @@ def main(argv: list[str] | None = None) -> int:
 def publish(stem: Path, text: str, data: dict) -> None:
     """Write the Markdown table to stem.md and every number to stem.json, and print the table."""
     markdown_path, json_path = stem.with_suffix(".md"), stem.with_suffix(".json")
-    markdown_path.write_text(text + "\n")
-    json_path.write_text(json.dumps(data, indent=1))
+    write_text(markdown_path, text + "\n")
+    write_text(json_path, json.dumps(data, indent=1))
     print(text)
     print(f"\nwrote {markdown_path} and {json_path}", file=sys.stderr)
 

@@ -11,6 +11,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from pydeblur.atomic import save_figure  # noqa: E402
+
 SHOWN_CLASSICAL = (
     "Blurred input",
     "Paper baseline: Wiener (set's average SNR) + bilateral",
@@ -78,8 +80,7 @@ def comparison_figure(
     fig.suptitle(block["title"], fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -1,10 +1,13 @@
 """`pydeblur blur`: synthesise a motion-blurred, noisy photo from a sharp one and a kernel."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from pydeblur.degrade import GAUSS, PHOTONS, degrade, pad_for_blur
-from pydeblur.io import read_image, write_image
+from pydeblur.io import check_image_path, read_image, write_image
 from pydeblur.psf import read_psf
 
 
@@ -34,7 +37,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> None:
+    output = Path(args.output)
+    if output.exists() and os.path.samefile(args.sharp, output):
+        raise ValueError(f"output {output} is the input {args.sharp}; choose another output")
     image, source_dtype = read_image(args.sharp)
+    check_image_path(output, source_dtype, image.shape[2] if image.ndim == 3 else 1)
     psf = read_psf(args.psf)
     height, width = image.shape[:2]
     if psf.shape[0] > height or psf.shape[1] > width:

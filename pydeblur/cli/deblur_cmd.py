@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+from pydeblur.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 
 
 def add_parser(subparsers) -> None:
@@ -45,16 +45,34 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--tile", type=int, default=None, help="tile side in pixels (default: from free memory)"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow an output to replace its own input (refused otherwise)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images of more pixels, from their header (default {DEFAULT_MAX_PIXELS:,}; "
+        "0: no limit)",
+    )
     parser.set_defaults(func=run)
 
 
 def list_inputs(inputs: list[str]) -> list[Path]:
-    """The image files named, and those found (not recursively) in the folders named; each file once."""
+    """The image files named, and those found (not recursively, hidden files skipped) in the folders
+    named; each file once."""
     files: list[Path] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            )
             if not found:
                 raise ValueError(f"no PNG, JPEG or TIFF images in the folder {path}")
             files.extend(found)
@@ -66,23 +84,56 @@ def list_inputs(inputs: list[str]) -> list[Path]:
     return [file for file in files if unique[file.resolve()] is file]
 
 
-def plan_outputs(files: list[Path], output: str) -> list[Path]:
-    """Where each input's result goes: `output` itself for one input with an image suffix, else
-    `output/<input name>`. Two inputs with one name would overwrite each other: refused."""
+def _names_a_folder(output: str, files: list[Path], inputs: list[str]) -> bool:
+    """A trailing slash or an existing folder is a folder; so is a name without a suffix when the
+    inputs are several or a folder. A name with a suffix is always a file name."""
     out = Path(output)
-    if len(files) == 1 and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
-        return [out]
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output {out} is a file; with several inputs it must be a folder")
-    targets = [out / f.name for f in files]
+    if output.endswith(("/", os.sep)) or out.is_dir():
+        return True
+    several = len(files) > 1 or any(Path(name).is_dir() for name in inputs)
+    return out.suffix == "" and several
+
+
+def plan_outputs(
+    files: list[Path], output: str, inputs: list[str] | None = None, overwrite: bool = False
+) -> list[Path]:
+    """Where each input's result goes: `output` itself when it names a file, else
+    `output/<input name>`. Refused: an unsupported output suffix, several inputs for one file, two
+    inputs with one name, and (unless `overwrite`) an output that is its input, through links too."""
+    from pydeblur.io import check_image_path
+
+    out = Path(output)
+    if not _names_a_folder(output, files, inputs or [str(f) for f in files]):
+        if out.exists() and not out.is_file():
+            raise ValueError(f"output {out} exists and is not a file")
+        if len(files) > 1:
+            raise ValueError(
+                f"output {out} names one file for {len(files)} inputs; name a folder (end it with /)"
+            )
+        check_image_path(out)
+        targets = [out]
+    else:
+        targets = [out / f.name for f in files]
     seen: dict[Path, Path] = {}
     for source, target in zip(files, targets, strict=True):
         if target in seen:
             raise ValueError(f"{seen[target]} and {source} would both be written to {target}")
-        if target.resolve() == source.resolve():
-            raise ValueError(f"output {target} would overwrite its input")
+        if not overwrite and target.exists() and os.path.samefile(source, target):
+            raise ValueError(
+                f"output {target} is the input {source}; choose another output or pass --overwrite"
+            )
         seen[target] = source
     return targets
+
+
+def prepare_folders(targets: list[Path]) -> None:
+    """Before any work: every output folder exists and is writable, and the temporary files of
+    killed earlier runs are gone from it."""
+    from pydeblur.atomic import check_writable, remove_leftovers
+
+    for folder in dict.fromkeys(target.parent for target in targets):
+        check_writable(folder)
+        remove_leftovers(folder)
 
 
 class Shard:
@@ -128,16 +179,28 @@ class Shard:
             self.group.destroy_process_group()
 
 
-def deblur_file(source: Path, target: Path, psf, model, device: str, tile: int | None) -> None:
-    from pydeblur.io import read_image, write_image
+def _naming(source: Path, error: BaseException) -> str:
+    """The error's message, on one line, starting with the file's name unless it names it already."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    return message if str(source) in message else f"{source}: {message}"
+
+
+def deblur_file(
+    source: Path, target: Path, psf, model, device: str, tile: int | None, max_pixels: int | None
+) -> None:
+    """Deblur one file into `target`; every error names `source`."""
+    from pydeblur.io import check_image_path, read_image, write_image
     from pydeblur.restore import deblur
 
-    image, sample_type = read_image(source)
     try:
+        image, sample_type = read_image(source, max_pixels=max_pixels)
+        check_image_path(target, sample_type, image.shape[2] if image.ndim == 3 else 1)
         result = deblur(image, psf, model=model, device=device, tile=tile)
+        write_image(target, result, sample_type)
     except ValueError as error:
-        raise ValueError(f"{source}: {error}") from error
-    write_image(target, result, sample_type)
+        raise ValueError(_naming(source, error)) from error
+    except Exception as error:  # OSError, cv2.error, torch's RuntimeError (out of memory, say)
+        raise RuntimeError(_naming(source, error)) from error
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,9 +209,12 @@ def run(args: argparse.Namespace) -> int:
     from pydeblur.psf import read_psf
     from pydeblur.restore import check_tile, default_overlap, resolve_model, tune_allocator
 
+    if args.max_pixels < 0:
+        raise ValueError(f"--max-pixels must be >= 0 (0: no limit), got {args.max_pixels}")
+    max_pixels = args.max_pixels or None
     tune_allocator()
     files = list_inputs(args.inputs)
-    targets = plan_outputs(files, args.output)
+    targets = plan_outputs(files, args.output, args.inputs, args.overwrite)
     psf = read_psf(args.psf)
     shard = Shard()
     try:
@@ -156,8 +222,9 @@ def run(args: argparse.Namespace) -> int:
         model = resolve_model(args.model, device)
         if args.tile is not None:
             check_tile(args.tile, default_overlap(model, psf.shape))
+        prepare_folders(targets)
         if len(files) == 1 and shard.world == 1:  # its error is the command's one-line error
-            deblur_file(files[0], targets[0], psf, model, device, args.tile)
+            deblur_file(files[0], targets[0], psf, model, device, args.tile, max_pixels)
             print(f"wrote {targets[0]}")
             return 0
         mine = shard.take(list(zip(files, targets, strict=True)))
@@ -168,10 +235,10 @@ def run(args: argparse.Namespace) -> int:
         for source, target in bar:
             bar.set_postfix_str(source.name)
             try:
-                deblur_file(source, target, psf, model, device, args.tile)
-            except (OSError, ValueError) as error:  # a bad file does not stop the others
-                failures.append(str(error))
-                tqdm.write(f"pydeblur deblur: error: {error}", file=sys.stderr)
+                deblur_file(source, target, psf, model, device, args.tile, max_pixels)
+            except Exception as error:  # a bad file does not stop the others
+                failures.append(_naming(source, error))
+                tqdm.write(f"pydeblur deblur: error: {failures[-1]}", file=sys.stderr)
         record = {"done": len(mine) - len(failures), "failed": len(failures)}
         record["seconds"] = time.perf_counter() - start
         records = shard.gather(record)

@@ -74,10 +74,13 @@ def side_by_side(panels: list, labels: list[str]):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pydeblur.io import write_image
+    from pydeblur.atomic import check_writable
+    from pydeblur.io import check_image_path, write_image
     from pydeblur.metrics import psnr
     from pydeblur.restore import deblur, resolve_device, resolve_model, tune_allocator
 
+    check_image_path(args.output)  # a bad output name is refused before any work
+    check_writable(Path(args.output).parent)
     tune_allocator()
     device = resolve_device(args.device)
     net = resolve_model(args.model, device)

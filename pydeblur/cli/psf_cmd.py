@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pydeblur.atomic import check_writable, save_figure
 from pydeblur.psf import (
     ANXIETY,
     EXPOSURES,
@@ -11,6 +12,7 @@ from pydeblur.psf import (
     TRAJECTORY_LENGTH,
     TrajectoryParams,
     make_psfs,
+    write_psf,
 )
 
 
@@ -42,9 +44,9 @@ def run(args) -> None:
     params = TrajectoryParams(size=args.size, length=args.length, anxiety=args.anxiety)
     result = make_psfs(1, args.seed, args.exposures, params)
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     for j, psf in enumerate(result.psfs[0], start=1):
-        np.save(out / f"psf{j}.npy", psf)
+        write_psf(out / f"psf{j}.npy", psf)
     draw_psfs(result.psfs[0], result.trajectories[0], result.exposures, out / "psfs.png")
     print(f"wrote {len(result.exposures)} PSFs and psfs.png to {out}")
 
@@ -81,5 +83,4 @@ def draw_psfs(psfs: np.ndarray, trajectory: np.ndarray, exposures, path: Path) -
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
