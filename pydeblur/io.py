@@ -30,21 +30,22 @@ def _check_whole(path: Path, max_pixels: int | None) -> None:
 
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit replaces Pillow's
     try:
-        with warnings.catch_warnings(), Image.open(path) as image:
-            warnings.simplefilter("ignore")
-            width, height = image.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ValueError(
-                    f"{path}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the "
-                    f"limit of {max_pixels / 1e6:g} (raise it with max_pixels= / --max-pixels)"
-                )
-            if image.format == "PNG":
-                image.verify()  # every chunk's checksum and the end of the stream, without decoding
-            else:
-                image.load()  # a full decode: a truncated JPEG or TIFF raises here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of what it tolerates: decoding decides
+            with Image.open(path) as image:
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ValueError(
+                        f"{path}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the "
+                        f"limit of {max_pixels / 1e6:g} (raise it with max_pixels= / --max-pixels)"
+                    )
+                if image.format == "PNG":
+                    image.verify()  # every chunk's checksum and the end of the stream, without decoding
+                else:
+                    image.load()  # a full decode: a truncated JPEG or TIFF raises here
     except UnidentifiedImageError as error:
         raise ValueError(
-            f"cannot read {path} as an image (not a PNG, JPEG or TIFF file)"
+            f"cannot read {path} as an image (not a PNG, JPEG or TIFF file, or its header is damaged)"
         ) from error
     except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise ValueError(f"{path}: the image data is truncated or corrupt ({error})") from error

@@ -29,3 +29,13 @@ def cuda_usable() -> bool:
     from pydeblur.ops._library import HAS_CUDA_KERNELS
 
     return HAS_CUDA_KERNELS
+
+
+def deblur_args(inputs, psf, output, weights, *extra):
+    return ["deblur", *map(str, inputs), "--psf", str(psf), "-o", str(output)] + [
+        "--model",
+        str(weights),
+        "--device",
+        "cpu",
+        *extra,
+    ]
