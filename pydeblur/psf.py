@@ -364,6 +364,8 @@ def _read_table(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: too large for a kernel table")
     try:
         text = path.read_text()
+        if not text.strip():
+            raise ValueError("the file is empty")
         delimiter = "," if "," in text else None
         kernel = np.loadtxt(io.StringIO(text), delimiter=delimiter, ndmin=2)
     except ValueError as error:  # UnicodeDecodeError included
