@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from pydeblur.atomic import atomic_path, write_text
 from pydeblur.degrade import GAUSS, PHOTONS, add_photon_noise, blur_valid, valid_offset
 from pydeblur.io import read_image, to_integer
 from pydeblur.psf import EXPOSURES, TrajectoryParams, make_psfs
@@ -85,7 +86,7 @@ def write_manifest(split: dict[str, list[str]], path: str | os.PathLike) -> None
         name: [os.path.relpath(Path(p).resolve(), base) for p in paths]
         for name, paths in split.items()
     }
-    path.write_text(json.dumps(relative, indent=1) + "\n")
+    write_text(path, json.dumps(relative, indent=1) + "\n")
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -345,9 +346,8 @@ def save_test_set(
             tensors[key] = torch.tensor(values, dtype=torch.float64)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".tmp-{path.name}")
-    save_file(tensors, str(temporary), metadata={"format": "pydeblur-test-set-1"})
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata={"format": "pydeblur-test-set-1"})
 
 
 def load_test_set(path: str | os.PathLike) -> SavedTestSet:

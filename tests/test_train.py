@@ -1,8 +1,15 @@
-"""Training: a tiny run end to end, exact resume, init-from, and two-process DDP (gloo)."""
+"""Training: a tiny run end to end, exact resume (also after a SIGKILL), init-from, and DDP (gloo)."""
 
+import csv
 import dataclasses
+import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +23,7 @@ from training.train import (
     LOSSES,
     TrainOptions,
     init_from,
+    load_checkpoint,
     lr_factor,
     parse_args,
     perturb_psf,
@@ -79,7 +87,7 @@ def test_tiny_config_trains_and_writes_its_run_folder(tmp_path):
     loaded = load_model(out / "last.safetensors")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value)
-    assert not list(out.glob(".*tmp*"))
+    assert not list(out.glob(".*"))  # no temporary file is left behind
     data = read_card(out / "best.safetensors")["data"]
     assert data["crop"] == opts.crop and data["psf_error"] == opts.psf_error
     assert data["photo_scales"] == list(opts.photo_scales)
@@ -277,3 +285,186 @@ def test_scaled_photos_are_resized_once_and_cached(tmp_path):
         scaled_photos([str(source)], 1.5, tmp_path / "x")
     opts, _ = parse_args(["--config", "default", "--photo-scales", "1", "0.5"])
     assert opts.photo_scales == (1.0, 0.5)
+
+
+# ---------------------------------------------------------------- kills, and what they leave
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTED_PSNR = {1: 20.0, 2: 21.0, 3: 20.5, 4: 20.0}  # epoch 3: worse than the best, better than 1
+CHILD_ARGS = (
+    *("--config", "tiny", "--epochs", "4", "--batch-size", "4", "--steps-per-epoch", "4"),
+    *("--lr", "0.003", "--warmup-steps", "2", "--threads", "1", "--workers", "0"),
+    *("--model-set", "dropout=0.1"),
+)
+ITEMS_PER_EPOCH = 16  # batch size 4 x 4 steps
+
+
+def _stop_until_killed(marker):
+    Path(marker).touch()
+    while True:
+        time.sleep(1)
+
+
+class StoppingBlur(SyntheticBlur):
+    """Stops (until killed) when item `stop_at` of the run is drawn, after creating `marker`."""
+
+    def __init__(self, stop_at, marker, **kwargs):
+        super().__init__(**kwargs)
+        self.drawn, self.stop_at, self.marker = 0, stop_at, marker
+
+    def __getitem__(self, index):
+        self.drawn += 1
+        if self.drawn == self.stop_at:
+            _stop_until_killed(self.marker)
+        return super().__getitem__(index)
+
+
+def _train_child(argv):
+    """training.train.main(argv[2:]) on SyntheticBlur, validation PSNR scripted by SCRIPTED_PSNR.
+
+    argv[0]: a marker file, created when the run stops to wait for its SIGKILL; argv[1]: where it
+    stops: "epoch:N" (the first item drawn in epoch N), "log:N" (the log write of epoch N), "none".
+    """
+    import training.train as train
+
+    marker, (where, _, epoch) = argv[0], argv[1].partition(":")
+    data = SyntheticBlur()
+    if where == "epoch":
+        data = StoppingBlur((int(epoch) - 1) * ITEMS_PER_EPOCH + 1, marker)
+    if where == "log":
+        write_log = train.write_log
+
+        def stopping_write_log(out, history):
+            if len(history) == int(epoch):
+                _stop_until_killed(marker)
+            write_log(out, history)
+
+        train.write_log = stopping_write_log
+    train.build_data = lambda opts: (data, val_batches())
+    validate = train.Trainer.validate
+    train.Trainer.validate = lambda self, batches: {
+        **validate(self, batches),
+        "val_psnr": SCRIPTED_PSNR[self.epoch],
+    }
+    train.main(argv[2:])
+
+
+def _train_in_child(tmp_path, stop="none", *args):
+    """Run _train_child in a subprocess on tmp_path / "run"; with a stop, SIGKILL it there."""
+    marker = tmp_path / "stopped"
+    marker.unlink(missing_ok=True)
+    command = "import sys; from tests.test_train import _train_child; _train_child(sys.argv[1:])"
+    argv = [str(marker), stop, *CHILD_ARGS, "--out", str(tmp_path / "run"), *args]
+    with open(tmp_path / "child.log", "w") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-c", command, *argv],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while stop != "none" and not marker.exists() and child.poll() is None:
+                assert time.monotonic() < deadline, "the child did not reach its stop"
+                time.sleep(0.05)
+            if stop != "none" and marker.exists():
+                child.send_signal(signal.SIGKILL)
+            code = child.wait(timeout=300)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    expected = -signal.SIGKILL if stop != "none" else 0
+    assert code == expected, (tmp_path / "child.log").read_text()
+
+
+def _history(checkpoint):
+    return json.loads(checkpoint["history"])
+
+
+def test_a_sigkill_between_epochs_and_resume_keep_the_best_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    _train_in_child(tmp_path, "epoch:3")  # killed in epoch 3, after epoch 2 (the best) was saved
+    killed, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
+    assert killed["epoch"] == 2 and best["epoch"] == 2
+    # what --resume continues from knows the best score it has: best.pt's validation PSNR
+    assert killed["best_psnr"] == best["best_psnr"] == _history(best)[-1]["val_psnr"] == 21.0
+
+    _train_in_child(tmp_path, "none", "--resume")
+    last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
+    assert last["epoch"] == 4
+    assert [row["val_psnr"] for row in _history(last)] == [SCRIPTED_PSNR[e] for e in range(1, 5)]
+    # best.pt is still epoch 2's (epoch 3, at 20.5, must not replace it), and last.pt says so
+    assert best["epoch"] == 2 and _history(best)[-1]["val_psnr"] == 21.0
+    assert last["best_psnr"] == best["best_psnr"] == 21.0
+    assert read_card(out / "best.safetensors")["metrics"]["val_psnr"] == 21.0
+    weights = load_file(out / "best.safetensors")
+    for key, value in best["model"].items():
+        assert torch.equal(weights[key], value.float()), key
+
+
+def test_a_sigkill_in_the_last_epochs_log_write_is_repaired_by_resume(tmp_path):
+    out = tmp_path / "run"
+    _train_in_child(tmp_path, "log:4")  # killed while writing the log of the last epoch
+    _train_in_child(tmp_path, "none", "--resume")
+    history = _history(load_checkpoint(out / "last.pt"))
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    with open(out / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [{k: float(v) for k, v in row.items()} for row in rows] == history
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_resume_rewrites_a_short_log_from_the_checkpoint(tmp_path):
+    opts, out = options(tmp_path), tmp_path / "run"
+    run(opts, train_data=SyntheticBlur(), val_batches=val_batches())
+    whole = (out / "log.csv").read_text()
+    (out / "log.csv").write_text("".join(whole.splitlines(keepends=True)[:2]))  # epoch 2 lost
+    (out / "curves.png").unlink()
+    # nothing left to train: resume only writes the log again
+    run(opts, resume=True, train_data=SyntheticBlur(), val_batches=val_batches())
+    assert (out / "log.csv").read_text() == whole
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_run_removes_what_killed_writers_left_and_writes_whole_files(tmp_path):
+    import matplotlib.image
+
+    out, dead, live = tmp_path / "run", _dead_pid(), os.getppid()
+    stale = [
+        f".last.pt.{dead}.pydeblur-partial",
+        f".log.csv.{dead}.pydeblur-partial",
+        ".last.pt.tmp",  # the names train.py and pydeblur.model wrote before pydeblur.atomic
+        ".log.csv.tmp",
+        ".curves.png.tmp.png",
+        f".best.safetensors.tmp{dead}",
+        f".best.json.tmp{live}",  # no writer uses the old names now, whatever the process
+    ]
+    kept = [f".notes.txt.{live}.pydeblur-partial"]  # a live writer's
+    (out / "photos_x0.5").mkdir(parents=True)
+    for name in [*stale, *kept, f"photos_x0.5/.a.png.{dead}.pydeblur-partial"]:
+        (out / name).write_bytes(b"half a file")
+    opts = options(tmp_path)
+    model = run(opts, train_data=SyntheticBlur(), val_batches=val_batches())
+    assert sorted(p.name for p in out.glob(".*")) == kept
+    assert not list((out / "photos_x0.5").iterdir())
+    last = load_checkpoint(out / "last.pt")
+    assert last["epoch"] == 2 and load_checkpoint(out / "best.pt")["epoch"] >= 1
+    for key, value in model.state_dict().items():
+        assert torch.equal(last["model"][key], value), key
+        assert torch.equal(load_model(out / "last.safetensors").state_dict()[key], value), key
+    assert len((out / "log.csv").read_text().splitlines()) == 3
+    assert matplotlib.image.imread(out / "curves.png").ndim == 3
+
+    (out / f".best.pt.{dead}.pydeblur-partial").write_bytes(b"half a file")  # resume cleans too
+    more = dataclasses.replace(opts, epochs=3)
+    run(more, resume=True, train_data=SyntheticBlur(), val_batches=val_batches())
+    assert sorted(p.name for p in out.glob(".*")) == kept
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3

@@ -3,18 +3,21 @@
 Adam with linear warm-up and cosine decay, L2 / SSIM / L2-then-SSIM / mixed loss, validation PSNR and
 SSIM after every epoch, a tqdm progress bar, a CSV log and a loss/PSNR plot, and checkpoints written
 atomically after every epoch (`last.pt`, `best.pt`, and `best.safetensors` with its model card), so a
-kill loses at most the current epoch. `--resume` continues a run exactly (model, optimizer, scheduler,
-RNG states, epoch); `--init-from` starts from another model's weights wherever names and shapes fit.
+kill loses at most the current epoch, and a run starts by removing the partial files of killed writers.
+`--resume` continues a run exactly (model, optimizer, scheduler, RNG states, epoch); `--init-from`
+starts from another model's weights wherever names and shapes fit.
 Under `torchrun --nproc_per_node N` it trains with DistributedDataParallel (NCCL on GPUs, gloo on
 CPUs), a DistributedSampler per epoch, and logging and checkpoints on rank 0 only.
 """
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -27,6 +30,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from pydeblur.atomic import atomic_path, remove_leftovers, save_figure
 from pydeblur.metrics import psnr
 from pydeblur.model import CONFIGS, DeblurNet, ModelConfig, save_weights
 from training.configs import RECIPES
@@ -326,9 +330,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+# The temporary names of the writers before pydeblur.atomic (this script's and pydeblur.model's
+# `.NAME.tmpPID`): no writer uses them any more, so any such file is a killed writer's leftover.
+_OLD_LEFTOVER = re.compile(
+    r"^\.(?:(?:last|best)\.pt\.tmp|log\.csv\.tmp|curves\.png\.tmp\.png"
+    r"|(?:last|best)\.(?:safetensors|json)\.tmp\d+)$"
+)
+
+
+def clean_run_folder(out: Path) -> list[Path]:
+    """Remove what killed writers left in a run folder (and its scaled-photo folders); return it."""
+    if not out.is_dir():
+        return []
+    folders = [out, *sorted(out.glob("photos_x*"))]
+    removed = [path for folder in folders for path in remove_leftovers(folder)]
+    for entry in out.iterdir():
+        if _OLD_LEFTOVER.match(entry.name) and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+            removed.append(entry)
+    return removed
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -468,10 +493,17 @@ class Trainer:
         }
 
     def save(self, row: dict[str, Any]) -> None:
-        """Rank 0: last.pt every epoch; best.pt and best.safetensors when validation PSNR improved."""
+        """Rank 0: last.pt every epoch; best.pt and best.safetensors when validation PSNR improved.
+
+        last.pt, what `--resume` continues from, is written last, with best_psnr updated for this
+        epoch: a kill before it loses the epoch, and the resumed run writes all of its files again
+        (best.pt and best.safetensors, last.safetensors, log.csv and curves.png).
+        """
         self.out.mkdir(parents=True, exist_ok=True)
+        improved = row.get("val_psnr", -math.inf) >= self.best_psnr
+        if improved:
+            self.best_psnr = row["val_psnr"]
         state = self.state()
-        atomic_save(state, self.out / "last.pt")
         card = {
             "trained_with": "python -m training.train",
             "options": dataclasses.asdict(self.opts),
@@ -489,13 +521,12 @@ class Trainer:
             "epoch": self.epoch,
             "metrics": {k: row[k] for k in ("val_psnr", "val_ssim") if k in row},
         }
-        save_weights(self.model, self.out / "last.safetensors", card)
-        if row.get("val_psnr", -math.inf) >= self.best_psnr:
-            self.best_psnr = row["val_psnr"]
-            state["best_psnr"] = self.best_psnr
+        if improved:
             atomic_save(state, self.out / "best.pt")
             save_weights(self.model, self.out / "best.safetensors", card)
+        save_weights(self.model, self.out / "last.safetensors", card)
         write_log(self.out, self.history)
+        atomic_save(state, self.out / "last.pt")
 
 
 def write_log(out: Path, history: list[dict[str, Any]]) -> None:
@@ -503,12 +534,10 @@ def write_log(out: Path, history: list[dict[str, Any]]) -> None:
     if not history:
         return
     keys = list(history[0])
-    tmp = out / ".log.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(out / "log.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, out / "log.csv")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -523,9 +552,7 @@ def write_log(out: Path, history: list[dict[str, Any]]) -> None:
     right.plot(epochs, [row["val_psnr"] for row in history])
     right.set(xlabel="epoch", ylabel="validation PSNR (dB)")
     fig.tight_layout()
-    fig.savefig(out / ".curves.png.tmp.png")
-    plt.close(fig)
-    os.replace(out / ".curves.png.tmp.png", out / "curves.png")
+    save_figure(fig, out / "curves.png", dpi=100)
 
 
 # Options that do not change the results: a resumed run takes them from the command line.
@@ -560,9 +587,18 @@ def run(
         torch.set_num_threads(opts.threads)
     where = setup_distributed(opts.device)
     trainer = Trainer(opts, where)
+    if where.main:
+        for path in clean_run_folder(trainer.out):
+            print(f"removed {path}, left by a killed writer", flush=True)
     if resume:
         state = load_checkpoint(trainer.out / "last.pt")
         trainer.restore(state)
+        # last.pt of runs before the fix stored best_psnr before the update for its own epoch
+        best = trainer.out / "best.pt"
+        if best.exists():
+            trainer.best_psnr = max(trainer.best_psnr, float(load_checkpoint(best)["best_psnr"]))
+        if where.main:  # a kill in the last epoch's log write (before the fix) left log.csv short
+            write_log(trainer.out, trainer.history)
     elif opts.init_from:
         copied, total = init_from(trainer.model, opts.init_from)
         if where.main:
