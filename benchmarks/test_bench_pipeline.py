@@ -87,7 +87,8 @@ CHILD = """
 import json, resource, sys, time
 import cv2, numpy as np, torch
 from pydeblur.model import CONFIGS, DeblurNet, WEIGHTS_DIR, load_model
-from pydeblur.restore import auto_tile, deblur, default_overlap, resolve_device, tune_allocator
+from pydeblur.restore import Deblurrer
+from pydeblur.tiling import tune_allocator
 if sys.argv[2] == "tuned":
     tune_allocator()
 weights = WEIGHTS_DIR / "default.safetensors"
@@ -99,10 +100,10 @@ else:
 photo = cv2.cvtColor(cv2.imread("pydeblur/assets/demo.png"), cv2.COLOR_BGR2RGB)
 image = cv2.resize(photo, (4000, 3000), interpolation=cv2.INTER_CUBIC)
 psf = np.load("pydeblur/assets/demo_psf.npy")
-device = resolve_device(sys.argv[1])
+deblurrer = Deblurrer(net, sys.argv[1])
 before = resource.getrusage(resource.RUSAGE_SELF)
 start = time.perf_counter()
-out = deblur(image, psf, model=net, device=device)
+out = deblurrer(image, psf)
 seconds = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF)
 assert out.shape == image.shape and out.dtype == np.uint8
@@ -112,8 +113,7 @@ print(json.dumps({
     "cpu_system_s": after.ru_stime - before.ru_stime,
     "page_faults": after.ru_minflt - before.ru_minflt,
     "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
-    "tile": max(auto_tile(net, psf.shape, device), 2 * default_overlap(net, psf.shape)),
-    "overlap": default_overlap(net, psf.shape),
+    **dict(zip(("tile", "overlap"), deblurrer.plan(psf.shape), strict=True)),
     "weights": what,
 }))
 """

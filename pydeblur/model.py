@@ -254,16 +254,45 @@ class DeblurNet(nn.Module):
             return wiener_features(blurred, psf, self.nsr.float(), self.config.margin)
 
     def forward(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
-        """blurred [B, 3, H, W], psf [B, 1, kh, kw] -> deblurred [B, 3, H, W]: `network`, then the
-        data-consistency step when the config has one."""
-        out = self.network(blurred, psf)
-        if self.config.data_consistency > 0:
-            out = data_consistency(out, blurred.to(out.dtype), psf, self.config.data_consistency)
-        return out
+        """blurred [B, 3, H, W], psf [B, 1, kh, kw] -> deblurred [B, 3, H, W]: `network`, then
+        `refine`."""
+        return self.refine(self.network(blurred, psf), blurred, psf)
+
+    @property
+    def refines(self) -> bool:
+        """Whether `refine` changes anything (the config has a data-consistency step)."""
+        return self.config.data_consistency > 0
+
+    def refine(
+        self,
+        estimate: torch.Tensor,
+        blurred: torch.Tensor,
+        psf: torch.Tensor,
+        sigma: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The last, parameter-free step: estimate [B, C, H, W] pulled toward blurred [B, C, H, W]
+        (`pydeblur.consistency.data_consistency` at the config's strength; noise sigma [B] estimated
+        from blurred unless given). Its FFTs span the whole image, so tiled inference runs `network`
+        per tile and this once. The estimate unchanged when the config has no such step."""
+        if not self.refines:
+            return estimate
+        blurred = blurred.to(estimate.dtype)
+        return data_consistency(estimate, blurred, psf, self.config.data_consistency, sigma)
+
+    def receptive_radius(self) -> int:
+        """Pixels on each side that influence one output pixel of `network`: the full-resolution
+        convolutions' half-widths, the context branch's reach and the bilateral tail's half-width."""
+        tail = TAIL_KERNEL_SIZE // 2 if self.config.bilateral_tail else 0
+        reach = self.context.reach if self.context is not None else 0
+        return tail + reach + conv_radius(self, skip=self.context)
+
+    def bytes_per_pixel(self) -> int:
+        """Estimated working memory of `network` per pixel of a (padded) tile."""
+        lower = self.context.activation_channels if self.context is not None else 0
+        return conv_bytes_per_pixel(self, skip=self.context) + int(4 * lower)
 
     def network(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
-        """Everything but the data-consistency step, whose FFTs span the whole image: tiled
-        inference (`pydeblur.restore`) runs this per tile and the step once on the whole image."""
+        """blurred [B, 3, H, W], psf [B, 1, kh, kw] -> [B, 3, H, W]: everything but `refine`."""
         cfg = self.config
         if blurred.dim() != 4 or blurred.shape[1] != cfg.image_channels:
             raise ValueError(
@@ -302,6 +331,36 @@ class DeblurNet(nn.Module):
             with ops.skip_value_checks():
                 out = ops.bilateral_filter(out, kernel_size=size)
         return out.to(blurred.dtype)
+
+
+def _full_resolution_convs(module: nn.Module, skip: nn.Module | None) -> list[nn.Conv2d]:
+    inside = {id(sub) for sub in skip.modules()} if skip is not None else set()
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d) and id(m) not in inside]
+
+
+def conv_radius(module: nn.Module, skip: nn.Module | None = None) -> int:
+    """The receptive radius of `module`'s convolutions (outside `skip`) as a chain: the sum of their
+    half-widths times dilation. Exact for a chain with residual additions, which do not widen it.
+
+    >>> conv_radius(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 3, 5)))
+    3
+    """
+    convs = _full_resolution_convs(module, skip)
+    return sum((conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for conv in convs)
+
+
+def conv_bytes_per_pixel(module: nn.Module, skip: nn.Module | None = None) -> int:
+    """Working memory per pixel of a forward pass with the Wiener features and `LIVE_ACTIVATIONS`
+    float32 maps of the widest full-resolution convolution (outside `skip`; 64 channels if none).
+
+    >>> conv_bytes_per_pixel(nn.Conv2d(48, 32, 3))
+    1112
+    """
+    from pydeblur.tiling import FEATURE_BYTES_PER_PIXEL, LIVE_ACTIVATIONS
+
+    convs = _full_resolution_convs(module, skip)
+    widest = max((conv.out_channels for conv in convs), default=64)
+    return FEATURE_BYTES_PER_PIXEL + LIVE_ACTIVATIONS * 4 * widest
 
 
 def get_config(name: str) -> ModelConfig:
@@ -552,7 +611,9 @@ def load_model(
             _check_declared_tensors(path, f, _tensor_shapes(stored))
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except SafetensorError as error:
-        raise ValueError(f"{path} is not a readable safetensors file: {_one_line(error)}") from None
+        raise ValueError(
+            f"{path} is not a pydeblur weights file (not a readable safetensors file: {_one_line(error)})"
+        ) from None
     model = DeblurNet(stored)
     model.load_state_dict(tensors)
     return model.to(device).eval()

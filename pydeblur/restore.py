@@ -1,50 +1,28 @@
 """Deblur a real photo: any array kind, dtype and size, on CPU or CUDA.
 
-`deblur(image, psf)` is the one call a user needs. It converts the image to float RGB in [0, 1], runs the
-network (whose forward pass pads for non-periodic boundaries and computes the Wiener features itself) on
-overlapping tiles whose size fits the free memory, blends the tiles, and gives the result back in the
-caller's kind, dtype, range and layout.
+`Deblurrer(model, device, tile, overlap)` resolves the device and the model once and checks the tiling;
+calling it with `(image, psf)` validates the kernel once, converts the image to float RGB in [0, 1], runs
+the model's network over tiles whose size fits the free memory (`pydeblur.tiling`), applies the model's
+last step (`DeblurNet.refine`) once on the whole image, and gives the result back in the caller's kind,
+dtype, range and layout. `deblur(image, psf)` is the same in one call.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pydeblur import tiling
+
 # A float image outside [-SLACK, 1 + SLACK] is not a [0, 1] image (noise may push a blurred image a little
 # outside the range; a 0..255 float image is refused rather than silently clipped).
 FLOAT_RANGE_SLACK = 0.25
-# Working memory per pixel of a padded tile in the forward pass = FEATURE_BYTES_PER_PIXEL (the Wiener bank,
-# its spectra and the 48-channel stack) + LIVE_ACTIVATIONS float32 maps of the widest layer: 1.1 kB for
-# the default configuration (32 channels), 1.6 kB for the paper's (64), about 30 % above the peak RSS
-# measured for forward passes on 512- and 1024-pixel tiles (docs/deblur.md), to stay on the safe side;
-# a context branch adds its own maps (ContextBranch.activation_channels).
-FEATURE_BYTES_PER_PIXEL = 600
-LIVE_ACTIVATIONS = 4
-# Tiles on a CPU stop growing at this working set. Untuned, every tile's tensors are page-faulted in
-# afresh, so larger tiles mostly add faults; tuned (`tune_allocator`), larger tiles waste less work on
-# the overlap: a 12-megapixel photo with the default model took 72 s with 1 GiB, 61 s with 1.5 GiB and
-# 54 s with 2 GiB, peaking at 1.7, 2.0 and 2.2 GB of RSS; 51 s and 2.3 GB at 2 GiB with the corrected
-# per-pixel estimate (docs/deblur.md).
-CPU_MEMORY_CAP = 3 * 1024**3 // 2
-CPU_MEMORY_CAP_TUNED = 2 * 1024**3
-_allocator_tuned = False
-# Pixels over which neighbouring tiles cross-fade: both are exact there (the discarded bands hold the
-# tile borders' reach), so a short ramp only has to hide the Wiener filters' canvas-size differences.
-BLEND_RAMP = 32
-MAX_TILE = 4096
-MIN_TILE = 64
-
-# ------------------------------------------------------------------------------------------------------
-# The caller's image <-> a float32 [N, 3, H, W] tensor
 
 
 @dataclass(frozen=True)
@@ -163,10 +141,6 @@ def _from_batch(colour: torch.Tensor, alpha: torch.Tensor | None, form: _Form):
     return np.ascontiguousarray(array.reshape(form.shape))
 
 
-# ------------------------------------------------------------------------------------------------------
-# Kernel, device and model
-
-
 def _as_psf(psf, image_shape: tuple[int, int]) -> torch.Tensor:
     """A kernel as [kh, kw] float32 summing to 1, from an array, a tensor or a kernel file, validated
     by `pydeblur.psf.check_psf` (2-D, finite, non-negative, positive sum, no larger than the image)."""
@@ -248,236 +222,22 @@ def _module_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _split_scales(model: torch.nn.Module) -> tuple[list, list[torch.nn.Conv2d]]:
-    """The model's multi-scale parts (modules with a `reach` attribute, such as ContextBranch) and its
-    convolutions outside them, which work at full resolution."""
-    multiscale = [m for m in model.modules() if hasattr(m, "reach")]
-    inside = {id(sub) for m in multiscale for sub in m.modules()}
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and id(m) not in inside]
-    return multiscale, convs
+def _check_sizes(tile, overlap, max_memory) -> None:
+    for name, value, least in (
+        ("tile", tile, 1),
+        ("overlap", overlap, 0),
+        ("max_memory", max_memory, 1),
+    ):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < least
+        ):
+            raise ValueError(f"{name} must be an integer >= {least} or None, got {value!r}")
 
 
-def receptive_radius(model: torch.nn.Module) -> int:
-    """Pixels on each side that influence one output pixel: the sum of the convolutions' half-widths,
-    plus the `reach` of multi-scale parts (modules with a `reach` attribute, such as ContextBranch),
-    plus the half-width of a DeblurNet's bilateral tail.
-
-    Exact for a chain of convolutions with residual additions (which do not widen the field).
-    """
-    from pydeblur.model import TAIL_KERNEL_SIZE
-
-    multiscale, convs = _split_scales(model)
-    config = getattr(model, "config", None)
-    tail = TAIL_KERNEL_SIZE // 2 if getattr(config, "bilateral_tail", False) else 0
-    return (
-        tail
-        + sum(m.reach for m in multiscale)
-        + sum((conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for conv in convs)
-    )
-
-
-# ------------------------------------------------------------------------------------------------------
-# Tiling
-
-
-def default_overlap(model: torch.nn.Module, psf_shape: tuple[int, int]) -> int:
-    """Pixels shared by neighbouring tiles: twice the reach of a tile border plus the blending ramp
-    (`blend_weights`), so that the band each tile discards holds the network's receptive field and the
-    reach of the tile-border disturbance through the Wiener filters, which grows with the kernel size.
-    (A data-consistency step runs once on the whole image, after the tiles: `_run_tiled`.)"""
-    reach = receptive_radius(model) + 2 * max(psf_shape)
-    return int(math.ceil((2 * reach + BLEND_RAMP) / 8) * 8)
-
-
-def _available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free * 0.6)
-    cap = CPU_MEMORY_CAP_TUNED if _allocator_tuned else CPU_MEMORY_CAP
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    return min(available // 2, cap)
-    except OSError:
-        pass
-    return cap // 2
-
-
-def bytes_per_pixel(model: torch.nn.Module) -> int:
-    """Estimated working memory per pixel of a (padded) tile in the forward pass."""
-    multiscale, convs = _split_scales(model)
-    widest = max((conv.out_channels for conv in convs), default=64)  # full-resolution maps
-    lower_resolution = sum(m.activation_channels for m in multiscale)
-    return int(FEATURE_BYTES_PER_PIXEL + LIVE_ACTIVATIONS * 4 * widest + 4 * lower_resolution)
-
-
-def auto_tile(
-    model: torch.nn.Module,
-    psf_shape: tuple[int, int],
-    device: torch.device,
-    max_memory: int | None = None,
-) -> int:
-    """The largest square tile whose forward pass fits in `max_memory` bytes (default: from the free
-    memory of `device`; on a CPU at most 1.5 GiB, or 2 GiB once `tune_allocator` took effect)."""
-    budget = max_memory if max_memory is not None else _available_bytes(device)
-    padded = int(math.sqrt(budget / bytes_per_pixel(model)))
-    tile = padded - 2 * max(psf_shape)
-    return max(MIN_TILE, min(MAX_TILE, tile // 8 * 8))
-
-
-def check_tile(tile: int, overlap: int) -> None:
-    """Tiles must be integers at least twice the overlap (else they would be mostly overlap)."""
-    if not isinstance(tile, int) or not isinstance(overlap, int) or overlap < 0 or tile < 1:
-        raise ValueError(
-            f"tile and overlap must be positive integers, got {tile!r} and {overlap!r}"
-        )
-    if tile < 2 * overlap:
-        raise ValueError(
-            f"tile ({tile}) must be at least twice the overlap between tiles ({overlap}); use a larger "
-            "tile or a smaller overlap"
-        )
-
-
-def tile_layout(length: int, tile: int, overlap: int) -> tuple[list[int], int]:
-    """Tiles covering [0, length) along one axis: (start offsets, span), with span <= `tile` and
-    neighbours sharing >= `overlap` pixels. The span is the smallest that needs no more tiles than
-    `tile` would, so no tile is mostly wasted context."""
-    if length <= tile:
-        return [0], length
-    count = math.ceil((length - overlap) / (tile - overlap))
-    span = math.ceil((length + (count - 1) * overlap) / count)
-    step = (length - span) / (count - 1)
-    return [round(i * step) for i in range(count)], span
-
-
-def blend_weights(length: int, starts: list[int], span: int, overlap: int) -> list[torch.Tensor]:
-    """Per tile, a 1-D weight over its span; the weights of all tiles sum to 1 at every position.
-
-    At a side shared with a neighbour, a tile's weight is 0 over the first (overlap - ramp) / 2 pixels of
-    the overlap (spoiled by the tile border), then ramps linearly to 1 over `ramp` = min(BLEND_RAMP,
-    overlap / 3) pixels; the neighbour's weight does the mirror image, so the two ramps coincide.
-    """
-    ramp = min(BLEND_RAMP, overlap // 3)
-    discard = (overlap - ramp) // 2
-    ramp = overlap - 2 * discard
-    rising = (torch.arange(ramp, dtype=torch.float32) + 0.5) / ramp
-    weights = []
-    for start in starts:
-        weight = torch.ones(span)
-        if start > 0:
-            weight[:discard] = 0
-            weight[discard : discard + ramp] = rising
-        if start + span < length:
-            weight[span - discard :] = 0
-            weight[span - discard - ramp : span - discard] = rising.flip(0)
-        weights.append(weight)
-    total = torch.zeros(length)
-    for start, weight in zip(starts, weights, strict=True):
-        total[start : start + span] += weight
-    return [
-        weight / total[start : start + span] for start, weight in zip(starts, weights, strict=True)
-    ]
-
-
-def _run_tiled(
-    net: torch.nn.Module,
-    colour: torch.Tensor,
-    psf: torch.Tensor,
-    device: torch.device,
-    tile: int,
-    overlap: int,
-) -> torch.Tensor:
-    """colour [1, 3, H, W] (CPU) -> deblurred [1, 3, H, W] (CPU), tile by tile with blending; a
-    DeblurNet's data-consistency step then runs once on the whole image."""
-    _, _, height, width = colour.shape
-    strength = getattr(getattr(net, "config", None), "data_consistency", 0.0)
-    run = net.network if strength > 0 else net
-    rows, row_span = tile_layout(height, tile, overlap)
-    cols, col_span = tile_layout(width, tile, overlap)
-    if len(rows) == 1 and len(cols) == 1:
-        out = run(colour.contiguous().to(device), psf).float().cpu()
-    else:
-        row_weights = blend_weights(height, rows, row_span, overlap)
-        col_weights = blend_weights(width, cols, col_span, overlap)
-        out = torch.zeros(1, 3, height, width)
-        for top, row_weight in zip(rows, row_weights, strict=True):
-            for left, col_weight in zip(cols, col_weights, strict=True):
-                window = (
-                    slice(None),
-                    slice(None),
-                    slice(top, top + row_span),
-                    slice(left, left + col_span),
-                )
-                result = run(colour[window].contiguous().to(device), psf).float().cpu()
-                out[window] += result * (row_weight[:, None] * col_weight)
-    if strength > 0:
-        out = _consistent(out, colour, psf, strength, device)
-    return out
-
-
-def _consistent(
-    estimate: torch.Tensor, colour: torch.Tensor, psf: torch.Tensor, strength: float, device
-) -> torch.Tensor:
-    """The data-consistency step on the whole image, one channel at a time: its float64 spectra of a
-    12-megapixel photo take about 1 GB per channel. The noise is estimated once, from all channels,
-    as `DeblurNet.forward` does."""
-    from pydeblur.baselines import estimate_noise_sigma
-    from pydeblur.consistency import data_consistency
-
-    sigma = estimate_noise_sigma(colour).to(device)
-    channels = [
-        data_consistency(
-            estimate[:, c : c + 1].to(device), colour[:, c : c + 1].to(device), psf, strength, sigma
-        ).cpu()
-        for c in range(estimate.shape[1])
-    ]
-    return torch.cat(channels, dim=1)
-
-
-def tune_allocator() -> bool:
-    """Make glibc keep freed memory for reuse instead of returning it to the system at once.
-
-    Without it, every large tensor of every tile is mapped afresh and page-faulted in: on these CPUs that
-    doubled the CPU time of a tiled run (docs/deblur.md). The setting is process-wide (memory freed
-    later stays with the process), so the `pydeblur` commands call it and a library caller may. The
-    retained heap is reused by the next tile, so CPU tiles are then sized for 2 GiB instead of 1.5 GiB.
-    Returns whether it took effect (False off glibc).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    global _allocator_tuned
-    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
-    no_mmap = libc.mallopt(m_mmap_max, 0) == 1
-    _allocator_tuned = no_mmap and libc.mallopt(m_trim_threshold, 1 << 30) == 1
-    return _allocator_tuned
-
-
-# ------------------------------------------------------------------------------------------------------
-
-
-def deblur(
-    image,
-    psf,
-    model: str | os.PathLike | torch.nn.Module = "default",
-    device: str | torch.device = "auto",
-    tile: int | None = None,
-    overlap: int | None = None,
-    max_memory: int | None = None,
-):
-    """Deblur `image`, blurred by the known kernel `psf`, with pydeblur's network.
+class Deblurrer:
+    """A model on a device with a tiling policy, to deblur any number of images with their kernels.
 
     Args:
-        image: NumPy HxW, HxWx1, HxWx3 or HxWx4 array, or torch [H, W], [C, H, W] or [B, C, H, W]
-            tensor (C = 1, 3 or 4); uint8, uint16, or float with values in [0, 1]. Grey images are
-            deblurred as RGB and averaged back; an alpha channel is passed through untouched.
-        psf: the blur kernel, [kh, kw], non-negative (normalised to sum 1 here), centre at
-            (kh // 2, kw // 2); an array, a tensor, or a kernel file (.npy/.png/.txt/.csv/.mat).
         model: "default" (the shipped weights), another shipped name, a weights file, or a module
             with forward(blurred [B, 3, H, W], psf [B, 1, kh, kw]) -> [B, 3, H, W] (run in eval
             mode and handed back in its own mode).
@@ -489,44 +249,127 @@ def deblur(
             network's receptive field.
         max_memory: bytes of working memory to size tiles by (with tile=None).
 
-    Returns:
-        The deblurred image in the kind, dtype, shape, value range and device of `image`.
+    >>> import numpy as np
+    >>> deblurrer = Deblurrer(device="cpu")
+    >>> blurred = np.full((48, 64, 3), 0.5, np.float32)
+    >>> deblurrer(blurred, np.ones((5, 5))).shape
+    (48, 64, 3)
     """
-    for name, value, least in (
-        ("tile", tile, 1),
-        ("overlap", overlap, 0),
-        ("max_memory", max_memory, 1),
+
+    def __init__(
+        self,
+        model: str | os.PathLike | torch.nn.Module = "default",
+        device: str | torch.device = "auto",
+        tile: int | None = None,
+        overlap: int | None = None,
+        max_memory: int | None = None,
     ):
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < least
-        ):
-            raise ValueError(f"{name} must be an integer >= {least} or None, got {value!r}")
-    colour, alpha, form = _to_batch(image)
-    height, width = colour.shape[-2:]
-    kernel = _as_psf(psf, (height, width))
-    kh, kw = kernel.shape
-    if isinstance(model, torch.nn.Module) and device in ("auto", None):
-        target = _module_device(model)  # a module given runs where it lives
-    else:
-        target = resolve_device(device)
-    net = resolve_model(model, target)
-    if overlap is None:
-        overlap = default_overlap(net, (kh, kw))
-    if tile is None:  # the memory budget yields to the overlap: tiles of less are mostly overlap
-        tile = max(auto_tile(net, (kh, kw), target, max_memory), 2 * overlap)
-    if tile < height or tile < width:
-        check_tile(tile, overlap)
-    kernel = kernel[None, None].to(target)
-    results = []
-    was_training = net.training
-    net.eval()
-    try:
-        with (
-            torch.no_grad()
-        ):  # not inference_mode: its tensors could not enter the caller's autograd
-            for index in range(colour.shape[0]):
-                rgb = colour[index : index + 1].expand(1, 3, height, width)
-                results.append(_run_tiled(net, rgb, kernel, target, tile, overlap))
-    finally:
-        net.train(was_training)  # a module given mid-training is handed back as it was
-    return _from_batch(results[0] if len(results) == 1 else torch.cat(results), alpha, form)
+        from pydeblur.model import DeblurNet, conv_bytes_per_pixel, conv_radius
+
+        _check_sizes(tile, overlap, max_memory)
+        if tile is not None and overlap is not None:
+            tiling.check_tile(tile, overlap)
+        if isinstance(model, torch.nn.Module) and device in ("auto", None):
+            self.device = _module_device(model)  # a module given runs where it lives
+        else:
+            self.device = resolve_device(device)
+        self.model = resolve_model(model, self.device)
+        self.tile, self.overlap, self.max_memory = tile, overlap, max_memory
+        self._net = self.model if isinstance(self.model, DeblurNet) else None
+        if self._net is not None:
+            self._radius, self._bytes = self._net.receptive_radius(), self._net.bytes_per_pixel()
+        else:
+            self._radius, self._bytes = conv_radius(self.model), conv_bytes_per_pixel(self.model)
+
+    def plan(self, psf_shape: tuple[int, int], image_shape: tuple[int, int] | None = None):
+        """(tile, overlap) for a kernel of `psf_shape` and, when given, an image of `image_shape`;
+        refuses a tile under twice the overlap when the image needs more than one tile."""
+        overlap = self.overlap
+        if overlap is None:
+            overlap = tiling.default_overlap(self._radius, psf_shape)
+        tile = self.tile
+        if (
+            tile is None
+        ):  # the memory budget yields to the overlap: tiles of less are mostly overlap
+            budget = self.max_memory or tiling.available_bytes(self.device)
+            tile = max(tiling.auto_tile(self._bytes, psf_shape, budget), 2 * overlap)
+        if image_shape is None or tile < max(image_shape):
+            tiling.check_tile(tile, overlap)
+        return tile, overlap
+
+    def __call__(self, image, psf):
+        """Deblur `image`, blurred by the known kernel `psf`.
+
+        Args:
+            image: NumPy HxW, HxWx1, HxWx3 or HxWx4 array, or torch [H, W], [C, H, W] or [B, C, H, W]
+                tensor (C = 1, 3 or 4); uint8, uint16, or float with values in [0, 1]. Grey images are
+                deblurred as RGB and averaged back; an alpha channel is passed through untouched.
+            psf: the blur kernel, [kh, kw], non-negative (normalised to sum 1 here), centre at
+                (kh // 2, kw // 2); an array, a tensor, or a kernel file (.npy/.png/.txt/.csv/.mat).
+
+        Returns:
+            The deblurred image in the kind, dtype, shape, value range and device of `image`.
+        """
+        from pydeblur import ops
+
+        colour, alpha, form = _to_batch(image)
+        height, width = colour.shape[-2:]
+        kernel = _as_psf(psf, (height, width))
+        tile, overlap = self.plan(tuple(kernel.shape), (height, width))
+        kernel = kernel[None, None].to(self.device)
+        results = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            # not inference_mode: its tensors could not enter the caller's autograd. The kernel and
+            # the image were checked above: the operators need not read their values again.
+            with torch.no_grad(), ops.skip_value_checks():
+                for index in range(colour.shape[0]):
+                    rgb = colour[index : index + 1].expand(1, 3, height, width)
+                    results.append(self._restore(rgb, kernel, tile, overlap))
+        finally:
+            self.model.train(was_training)  # a module given mid-training is handed back as it was
+        return _from_batch(results[0] if len(results) == 1 else torch.cat(results), alpha, form)
+
+    def _restore(
+        self, rgb: torch.Tensor, psf: torch.Tensor, tile: int, overlap: int
+    ) -> torch.Tensor:
+        """rgb [1, 3, H, W] (CPU) -> [1, 3, H, W] (CPU): the network tile by tile, then the model's
+        last step once on the whole image, one channel at a time (the float64 spectra of a 12-megapixel
+        photo take about 1 GB per channel), with the noise estimated once from all channels."""
+        net = self._net
+        network = self.model if net is None else net.network
+        out = tiling.run_tiled(lambda part: network(part.to(self.device), psf), rgb, tile, overlap)
+        if net is None or not net.refines:
+            return out
+        from pydeblur.baselines import estimate_noise_sigma
+
+        sigma = estimate_noise_sigma(rgb).to(self.device)
+        channels = [
+            net.refine(
+                out[:, c : c + 1].to(self.device), rgb[:, c : c + 1].to(self.device), psf, sigma
+            ).cpu()
+            for c in range(out.shape[1])
+        ]
+        return torch.cat(channels, dim=1)
+
+
+def deblur(
+    image,
+    psf,
+    model: str | os.PathLike | torch.nn.Module = "default",
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    overlap: int | None = None,
+    max_memory: int | None = None,
+):
+    """Deblur `image`, blurred by the known kernel `psf`: `Deblurrer(model, device, tile, overlap,
+    max_memory)(image, psf)` (see there for every argument). Same kind, dtype, shape, range and device
+    back. To deblur several images, build one `Deblurrer` and call it for each.
+
+    >>> import numpy as np
+    >>> sharp = deblur(np.full((40, 40), 128, np.uint8), np.ones((3, 3)), device="cpu")
+    >>> sharp.shape, sharp.dtype
+    ((40, 40), dtype('uint8'))
+    """
+    return Deblurrer(model, device, tile, overlap, max_memory)(image, psf)

@@ -11,14 +11,7 @@ import torch
 from pydeblur.cli.demo_cmd import make_example
 from pydeblur.metrics import psnr
 from pydeblur.model import CONFIGS, WEIGHTS_DIR, DeblurNet, save_weights
-from pydeblur.restore import (
-    BLEND_RAMP,
-    blend_weights,
-    deblur,
-    default_overlap,
-    receptive_radius,
-    tile_layout,
-)
+from pydeblur.restore import deblur
 from tests.helpers import REPO
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
@@ -185,23 +178,6 @@ def test_model_from_a_weights_file_matches_the_module(tmp_path, base, reference,
 # Tiling
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(287, 200, 96), (351, 200, 60), (4000, 1270, 240)])
-def test_tile_layout_covers_with_the_overlap_and_weights_sum_to_one(length, tile, overlap):
-    starts, span = tile_layout(length, tile, overlap)
-    assert span <= tile and starts[0] == 0 and starts[-1] + span == length
-    assert all(b - a <= span - overlap for a, b in zip(starts, starts[1:], strict=False))
-    total = torch.zeros(length)
-    discard = (overlap - min(BLEND_RAMP, overlap // 3)) // 2  # spoiled by a shared tile border
-    for start, weight in zip(starts, blend_weights(length, starts, span, overlap), strict=True):
-        assert len(weight) == span and weight.min() >= 0
-        if start > 0:
-            assert weight[:discard].max() == 0 and weight[discard:].max() > 0
-        if start + span < length:
-            assert weight[span - discard :].max() == 0
-        total[start : start + span] += weight
-    assert torch.allclose(total, torch.ones(length), atol=1e-6)
-
-
 BORDER = 16
 
 
@@ -222,16 +198,6 @@ def test_tile_size_from_a_memory_budget(base, reference, example, net):
     image = base.astype(np.float32)
     small = deblur(image, example[2], model=net, overlap=96, max_memory=40 * 1024**2)
     assert _interior_difference(small, np.clip(reference, 0, 1)) < 2e-3
-
-
-def test_default_overlap_covers_receptive_field_and_kernel():
-    net = DeblurNet(CONFIGS["default"])
-    # 12 convolutions of 3x3 (radius 12), the context branch's 63 and a 34-pixel kernel: reach
-    # 12 + 63 + 68 = 143; overlap: two reaches and the 32-pixel ramp, rounded up to 8
-    assert receptive_radius(net) == 12 + net.context.reach == 75
-    assert default_overlap(net, (34, 34)) == 320
-    tailed = DeblurNet(dataclasses.replace(CONFIGS["default"], bilateral_tail=True))
-    assert receptive_radius(tailed) == 75 + 3  # the 7x7 bilateral tail
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -323,7 +289,33 @@ def test_import_pydeblur_is_light_and_deblur_is_exported():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_tune_allocator_takes_effect_on_glibc():
-    code = "from pydeblur.restore import tune_allocator; assert tune_allocator()"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+def test_one_kernel_validation_and_one_device_and_model_resolution_per_call(monkeypatch, example):
+    import pydeblur.psf
+    import pydeblur.restore
+    from pydeblur.ops import _checks
+
+    calls = {"check_psf": 0, "resolve_device": 0, "resolve_model": 0, "value_checks": 0}
+
+    def counting(module, name):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counting(pydeblur.psf, "check_psf")
+    counting(pydeblur.restore, "resolve_device")
+    counting(pydeblur.restore, "resolve_model")
+    run = _checks.ValueChecks.run
+
+    def counted_run(self):
+        calls["value_checks"] += self.enabled
+        return run(self)
+
+    monkeypatch.setattr(_checks.ValueChecks, "run", counted_run)
+    _, blurred, psf = example
+    image = blurred[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    deblur(image, psf.numpy(), model=DeblurNet(CONFIGS["tiny"]), device="cpu", tile=160, overlap=64)
+    assert calls == {"check_psf": 1, "resolve_device": 1, "resolve_model": 1, "value_checks": 0}

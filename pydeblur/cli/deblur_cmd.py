@@ -185,18 +185,14 @@ def _naming(source: Path, error: BaseException) -> str:
     return message if str(source) in message else f"{source}: {message}"
 
 
-def deblur_file(
-    source: Path, target: Path, psf, model, device: str, tile: int | None, max_pixels: int | None
-) -> None:
-    """Deblur one file into `target`; every error names `source`."""
+def deblur_file(source: Path, target: Path, psf, deblurrer, max_pixels: int | None) -> None:
+    """Deblur one file into `target` with a `pydeblur.restore.Deblurrer`; every error names `source`."""
     from pydeblur.io import check_image_path, read_image, write_image
-    from pydeblur.restore import deblur
 
     try:
         image, sample_type = read_image(source, max_pixels=max_pixels)
         check_image_path(target, sample_type, image.shape[2] if image.ndim == 3 else 1)
-        result = deblur(image, psf, model=model, device=device, tile=tile)
-        write_image(target, result, sample_type)
+        write_image(target, deblurrer(image, psf), sample_type)
     except ValueError as error:
         raise ValueError(_naming(source, error)) from error
     except Exception as error:  # OSError, cv2.error, torch's RuntimeError (out of memory, say)
@@ -207,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pydeblur.psf import read_psf
-    from pydeblur.restore import check_tile, default_overlap, resolve_model, tune_allocator
+    from pydeblur.restore import Deblurrer
+    from pydeblur.tiling import tune_allocator
 
     if args.max_pixels < 0:
         raise ValueError(f"--max-pixels must be >= 0 (0: no limit), got {args.max_pixels}")
@@ -218,13 +215,12 @@ def run(args: argparse.Namespace) -> int:
     psf = read_psf(args.psf)
     shard = Shard()
     try:
-        device = shard.device(args.device)
-        model = resolve_model(args.model, device)
+        deblurrer = Deblurrer(args.model, shard.device(args.device), tile=args.tile)
         if args.tile is not None:
-            check_tile(args.tile, default_overlap(model, psf.shape))
+            deblurrer.plan(psf.shape)  # a tile under twice the overlap: refused before any work
         prepare_folders(targets)
         if len(files) == 1 and shard.world == 1:  # its error is the command's one-line error
-            deblur_file(files[0], targets[0], psf, model, device, args.tile, max_pixels)
+            deblur_file(files[0], targets[0], psf, deblurrer, max_pixels)
             print(f"wrote {targets[0]}")
             return 0
         mine = shard.take(list(zip(files, targets, strict=True)))
@@ -235,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         for source, target in bar:
             bar.set_postfix_str(source.name)
             try:
-                deblur_file(source, target, psf, model, device, args.tile, max_pixels)
+                deblur_file(source, target, psf, deblurrer, max_pixels)
             except Exception as error:  # a bad file does not stop the others
                 failures.append(_naming(source, error))
                 tqdm.write(f"pydeblur deblur: error: {failures[-1]}", file=sys.stderr)

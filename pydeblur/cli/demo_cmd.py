@@ -77,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
     from pydeblur.atomic import check_writable
     from pydeblur.io import check_image_path, write_image
     from pydeblur.metrics import psnr
-    from pydeblur.restore import deblur, resolve_device, resolve_model, tune_allocator
+    from pydeblur.restore import Deblurrer
+    from pydeblur.tiling import tune_allocator
 
     check_image_path(args.output)  # a bad output name is refused before any work
     check_writable(Path(args.output).parent)
     tune_allocator()
-    device = resolve_device(args.device)
-    net = resolve_model(args.model, device)
+    deblurrer = Deblurrer(args.model, args.device)
+    net, device = deblurrer.model, deblurrer.device
     sharp, blurred, psf = make_example()
     with torch.no_grad():
         # The baseline: the best single Wiener filter among the network's own bank (same boundary
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         bank = bank.unflatten(1, (-1, 3))[0].float().cpu().clamp(0, 1)  # [S, 3, H, W]
         scores = psnr(bank, sharp.expand_as(bank))
         best = int(scores.argmax())
-    restored = deblur(blurred[0], psf, model=net, device=device)[None]
+    restored = deblurrer(blurred[0], psf)[None]
     nsr = float(net.nsr[best])
     results = [
         (f"blurred {float(psnr(blurred.clamp(0, 1), sharp)):.2f} dB", blurred[0]),
