@@ -105,7 +105,7 @@ def test_opcheck(device):
     out, norm = torch.ops.pydeblur.bilateral_filter(x.detach(), 5, 0.2, 2.0)
     grad = torch.randn_like(out)
     torch.library.opcheck(
-        torch.ops.pydeblur.bilateral_filter_backward.default,
+        torch.ops.pydeblur._bilateral_filter_backward.default,
         (grad, x.detach(), out, norm, 5, 0.2, 2.0),
     )
 
@@ -166,13 +166,48 @@ def test_bad_tensors(device):
         bilateral_filter(bad)
 
 
+# Direct calls of the compiled operators skip the Python wrapper: C++ checks what its kernels index
+# memory by (argument values such as the sigmas are the wrapper's), and raises ValueError
+# (TORCH_CHECK_VALUE), not RuntimeError.
 @pytest.mark.parametrize("device", cpu_and_cuda())
-def test_operator_checks_its_arguments_too(device):
-    x = torch.rand(1, 3, 16, 16, device=device)
-    with pytest.raises(RuntimeError, match="kernel_size must be odd"):
-        torch.ops.pydeblur.bilateral_filter(x, 4, 0.1, 1.0)
-    with pytest.raises(RuntimeError, match="sigma_space must be positive"):
-        torch.ops.pydeblur.bilateral_filter(x, 5, 0.1, 0.0)
+@pytest.mark.parametrize(
+    "x, kernel_size, match",
+    [
+        (torch.rand(3, 16, 16), 5, r"x must be \[B, C, H, W\]"),
+        (torch.ones(1, 3, 16, 16, dtype=torch.int32), 5, "x must be float32 or float64"),
+        (torch.rand(1, 3, 16, 16), 4, "kernel_size must be odd"),
+        (torch.rand(1, 3, 16, 16), -1, "kernel_size must be odd"),
+        (torch.rand(1, 3, 16, 16), 17, "kernel_size must be odd and at most 15"),
+        (torch.rand(1, 3, 6, 20), 15, "reflect padding needs"),
+        (torch.rand(1, 3, 20, 6), 15, "reflect padding needs"),
+    ],
+)
+def test_direct_op_call_raises_value_error_on_bad_shapes(device, x, kernel_size, match):
+    x = x.to(device)
+    with pytest.raises(ValueError, match=match):
+        torch.ops.pydeblur.bilateral_filter(x, kernel_size, 0.1, 1.0)
+    with pytest.raises(ValueError, match=match):
+        torch.ops.pydeblur._bilateral_filter_backward(x, x, x, x[:, :1], kernel_size, 0.1, 1.0)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_direct_backward_call_checks_its_tensors(device):
+    x = torch.rand(2, 3, 16, 16, device=device)
+    out, norm = torch.ops.pydeblur.bilateral_filter(x, 5, 0.1, 1.0)
+    with pytest.raises(ValueError, match="grad_out and out must have the shape of x"):
+        torch.ops.pydeblur._bilateral_filter_backward(out[:1], x, out, norm, 5, 0.1, 1.0)
+    with pytest.raises(ValueError, match="grad_out and out must have the shape of x"):
+        torch.ops.pydeblur._bilateral_filter_backward(out, x, out[..., :8], norm, 5, 0.1, 1.0)
+    with pytest.raises(ValueError, match=r"norm must be \[B, 1, H, W\]"):
+        torch.ops.pydeblur._bilateral_filter_backward(out, x, out, out, 5, 0.1, 1.0)
+
+
+@pytest.mark.cuda
+def test_direct_backward_call_checks_devices():
+    x = torch.rand(1, 3, 16, 16, device="cuda")
+    out, norm = torch.ops.pydeblur.bilateral_filter(x, 5, 0.1, 1.0)
+    with pytest.raises(ValueError, match="one device"):
+        torch.ops.pydeblur._bilateral_filter_backward(out.cpu(), x, out, norm, 5, 0.1, 1.0)
 
 
 @pytest.mark.cuda

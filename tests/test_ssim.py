@@ -171,7 +171,7 @@ def test_opcheck(device, valid):
     means, partials = torch.ops.pydeblur.ssim_forward(x, y, 5, 1.5, 1.0, valid, True)
     grad = torch.rand_like(means)
     torch.library.opcheck(
-        torch.ops.pydeblur.ssim_backward,
+        torch.ops.pydeblur._ssim_backward,
         (grad, x.detach(), y.detach(), partials, 5, 1.5, valid),
     )
 
@@ -228,15 +228,69 @@ def test_bad_values_and_types():
         ssim(x, x.numpy())
 
 
-def test_operator_checks_its_arguments():
-    """Direct calls of the compiled operator get errors from C++ too."""
-    x = torch.rand(1, 1, 8, 8)
-    with pytest.raises(RuntimeError, match="at least window_size"):
-        torch.ops.pydeblur.ssim_forward(x, x, 11, 1.5, 1.0, True, False)
-    with pytest.raises(RuntimeError, match="did not save its partials"):
-        torch.ops.pydeblur.ssim_backward(torch.ones(1, 1), x, x, x.new_empty(0), 11, 1.5, False)
-    with pytest.raises(RuntimeError, match="must not be empty"):
-        torch.ops.pydeblur.ssim_forward(x[:0], x[:0], 11, 1.5, 1.0, False, False)
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize(
+    "x, y, window_size, valid, match",
+    [
+        (torch.rand(1, 8, 8), torch.rand(1, 8, 8), 5, False, r"x must be \[B, C, H, W\]"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 7), 5, False, "one shape"),
+        (torch.rand(0, 1, 8, 8), torch.rand(0, 1, 8, 8), 5, False, "must not be empty"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8).double(), 5, False, "one dtype"),
+        (
+            torch.ones(1, 1, 8, 8, dtype=torch.int32),
+            torch.ones(1, 1, 8, 8, dtype=torch.int32),
+            5,
+            False,
+            "float32 or float64",
+        ),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 4, False, "window_size must be odd"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 33, False, "at most 31"),
+        (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 11, True, "at least window_size"),
+    ],
+)
+def test_direct_op_call_raises_value_error_on_bad_shapes(device, x, y, window_size, valid, match):
+    """Direct calls of the compiled operators skip the Python wrapper: C++ checks what its kernels
+    index memory by, and raises ValueError (TORCH_CHECK_VALUE), not RuntimeError."""
+    x, y = x.to(device), y.to(device)
+    with pytest.raises(ValueError, match=match):
+        torch.ops.pydeblur.ssim_forward(x, y, window_size, 1.5, 1.0, valid, True)
+    grad = torch.ones(x.shape[:2], dtype=x.dtype, device=device)
+    partials = x.new_zeros(1, 1, 4, 8, 8)
+    with pytest.raises(ValueError, match=match):
+        torch.ops.pydeblur._ssim_backward(grad, x, y, partials, window_size, 1.5, valid)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_direct_backward_call_checks_grad_and_partials(device):
+    x, y = image_pair((1, 2, 8, 8), device=device)
+    _, partials = torch.ops.pydeblur.ssim_forward(x, y, 5, 1.5, 1.0, False, True)
+    grad = torch.ones(1, 2, device=device)
+    for bad_grad, match in [
+        (torch.ones(2, 2, device=device), r"grad_means must be \[B, C\]"),
+        (torch.ones(1, 2, device=device, dtype=torch.float64), "one dtype"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            torch.ops.pydeblur._ssim_backward(bad_grad, x, y, partials, 5, 1.5, False)
+    for bad_partials, match in [
+        (x.new_empty(0), "did not save its partials"),
+        (partials[..., :7], "does not fit the images"),
+        (partials.double(), "one dtype"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            torch.ops.pydeblur._ssim_backward(grad, x, y, bad_partials, 5, 1.5, False)
+    # A "valid" map is smaller: the "same" partials do not fit it.
+    with pytest.raises(ValueError, match="does not fit the images"):
+        torch.ops.pydeblur._ssim_backward(grad, x, y, partials, 5, 1.5, True)
+
+
+@pytest.mark.cuda
+def test_direct_op_call_checks_devices():
+    x, y = image_pair((1, 2, 8, 8), device="cuda")
+    with pytest.raises(ValueError, match="one device"):
+        torch.ops.pydeblur.ssim_forward(x, y.cpu(), 5, 1.5, 1.0, False, True)
+    _, partials = torch.ops.pydeblur.ssim_forward(x, y, 5, 1.5, 1.0, False, True)
+    with pytest.raises(ValueError, match="one device"):
+        torch.ops.pydeblur._ssim_backward(torch.ones(1, 2), x, y, partials, 5, 1.5, False)
 
 
 @pytest.mark.cuda

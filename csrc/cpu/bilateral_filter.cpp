@@ -1,4 +1,5 @@
-// CPU kernels of pydeblur::bilateral_filter and its backward (math: pydeblur/bilateral_math.h).
+// CPU kernels of pydeblur::bilateral_filter and pydeblur::_bilateral_filter_backward (math:
+// pydeblur/bilateral_math.h, checks: pydeblur/bilateral_host.h).
 //
 // Both kernels read a reflect-padded copy of the image and work row by row: for each of the k*k
 // taps, one loop over the row's pixels, contiguous in memory, which g++ vectorises (the range
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <vector>
 
+#include "pydeblur/bilateral_host.h"
 #include "pydeblur/bilateral_math.h"
 #include "pydeblur/huge_pages.h"
 
@@ -24,38 +26,6 @@
 #define PYDEBLUR_ALWAYS_INLINE inline __attribute__((always_inline))
 
 namespace pydeblur::bilateral {
-
-void check_arguments(const at::Tensor& x, int64_t kernel_size, double sigma_color,
-                     double sigma_space) {
-  TORCH_CHECK(x.dim() == 4, "bilateral_filter: x must be [B, C, H, W] (4-D), got shape ",
-              x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "bilateral_filter: x must be float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(kernel_size % 2 == 1 && kernel_size >= 3 && kernel_size <= kMaxKernelSize,
-              "bilateral_filter: kernel_size must be odd and within 3..", kMaxKernelSize, ", got ",
-              kernel_size);
-  TORCH_CHECK(
-      kernel_size / 2 < x.size(2) && kernel_size / 2 < x.size(3),
-      "bilateral_filter: reflect padding needs kernel_size // 2 < H and < W, got kernel_size ",
-      kernel_size, " for an image of ", x.size(2), "x", x.size(3));
-  TORCH_CHECK(x.size(1) >= 1, "bilateral_filter: x must have at least one channel");
-  TORCH_CHECK(std::isfinite(sigma_color) && sigma_color > 0,
-              "bilateral_filter: sigma_color must be positive and finite, got ", sigma_color);
-  TORCH_CHECK(std::isfinite(sigma_space) && sigma_space > 0,
-              "bilateral_filter: sigma_space must be positive and finite, got ", sigma_space);
-}
-
-void check_backward_arguments(const at::Tensor& grad_out, const at::Tensor& x,
-                              const at::Tensor& out, const at::Tensor& norm, int64_t kernel_size,
-                              double sigma_color, double sigma_space) {
-  check_arguments(x, kernel_size, sigma_color, sigma_space);
-  TORCH_CHECK(grad_out.sizes() == x.sizes() && out.sizes() == x.sizes(),
-              "bilateral_filter_backward: grad_out and out must have the shape of x");
-  TORCH_CHECK(norm.dim() == 4 && norm.size(0) == x.size(0) && norm.size(1) == 1 &&
-                  norm.size(2) == x.size(2) && norm.size(3) == x.size(3),
-              "bilateral_filter_backward: norm must be [B, 1, H, W]");
-}
-
 namespace {
 
 // Sizes of one image and of its reflect-padded copy.
@@ -318,7 +288,7 @@ at::Tensor reflect_padded(const at::Tensor& x, int64_t radius) {
 
 std::tuple<at::Tensor, at::Tensor> bilateral_filter_cpu(const at::Tensor& x_in, int64_t kernel_size,
                                                         double sigma_color, double sigma_space) {
-  check_arguments(x_in, kernel_size, sigma_color, sigma_space);
+  check_inputs(x_in, kernel_size);
   const at::Tensor x = x_in.contiguous();
   const Geometry geo = geometry_of(x, kernel_size);
   const int64_t batch = x.size(0), H = geo.height, W = geo.width, C = geo.channels;
@@ -326,7 +296,7 @@ std::tuple<at::Tensor, at::Tensor> bilateral_filter_cpu(const at::Tensor& x_in, 
   const at::Tensor padded = reflect_padded(x, geo.radius);
   at::Tensor out, norm;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bilateral_filter_cpu", [&] {
-    const auto g = spatial_kernel_as<scalar_t>(static_cast<int>(kernel_size), sigma_space);
+    const auto g = spatial_kernel<scalar_t>(static_cast<int>(kernel_size), sigma_space);
     const scalar_t scale = range_scale<scalar_t>(sigma_color);
     // The centre tap: weight s(0) (its colour distance is 0).
     const scalar_t centre = g.g[geo.radius] * g.g[geo.radius];
@@ -367,8 +337,7 @@ at::Tensor bilateral_filter_backward_cpu(const at::Tensor& grad_out_in, const at
                                          const at::Tensor& out_in, const at::Tensor& norm_in,
                                          int64_t kernel_size, double sigma_color,
                                          double sigma_space) {
-  check_backward_arguments(grad_out_in, x_in, out_in, norm_in, kernel_size, sigma_color,
-                           sigma_space);
+  check_backward_inputs(grad_out_in, x_in, out_in, norm_in, kernel_size);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor grad_out = grad_out_in.to(x.scalar_type()).contiguous();
   const at::Tensor out = out_in.to(x.scalar_type()).contiguous();
@@ -381,7 +350,7 @@ at::Tensor bilateral_filter_backward_cpu(const at::Tensor& grad_out_in, const at
   advise_huge_pages(grad_padded);
   grad_padded.zero_();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bilateral_filter_backward_cpu", [&] {
-    const auto g = spatial_kernel_as<scalar_t>(static_cast<int>(kernel_size), sigma_space);
+    const auto g = spatial_kernel<scalar_t>(static_cast<int>(kernel_size), sigma_space);
     const scalar_t scale = range_scale<scalar_t>(sigma_color);
     const scalar_t* padded_data = padded.data_ptr<scalar_t>();
     const scalar_t* grad_out_data = grad_out.data_ptr<scalar_t>();
@@ -418,7 +387,7 @@ at::Tensor bilateral_filter_backward_cpu(const at::Tensor& grad_out_in, const at
 
 TORCH_LIBRARY_IMPL(pydeblur, CPU, m) {
   m.impl("bilateral_filter", &bilateral_filter_cpu);
-  m.impl("bilateral_filter_backward", &bilateral_filter_backward_cpu);
+  m.impl("_bilateral_filter_backward", &bilateral_filter_backward_cpu);
 }
 
 }  // namespace pydeblur::bilateral

@@ -1,4 +1,5 @@
-// CPU kernels of pydeblur::ssim_forward and pydeblur::ssim_backward.
+// CPU kernels of pydeblur::ssim_forward and pydeblur::_ssim_backward (math: pydeblur/ssim_math.h,
+// checks: pydeblur/ssim_host.h).
 //
 // Each (image, channel) plane is one task of at::parallel_for. A plane is swept row by row: a row
 // of the padded image is filtered horizontally (five products x, y, x^2, y^2, xy) into a ring
@@ -15,8 +16,8 @@
 #include <vector>
 
 #include "pydeblur/huge_pages.h"
+#include "pydeblur/ssim_host.h"
 #include "pydeblur/ssim_math.h"
-#include "pydeblur/ssim_op.h"
 
 // The sweeps are auto-vectorised; on x86-64 with GCC they are also compiled for AVX2+FMA and picked
 // at run time, since the build targets the baseline ISA.
@@ -29,9 +30,9 @@
 namespace pydeblur {
 namespace {
 
-using ssim_math::Geometry;
-using ssim_math::kMaxWindow;
-using ssim_math::kNumPartials;
+using ssim::Geometry;
+using ssim::kMaxWindow;
+using ssim::kNumPartials;
 
 constexpr int kForwardQuantities = 5;  // x, y, x^2, y^2, xy
 
@@ -166,8 +167,7 @@ inline __attribute__((always_inline)) double forward_plane_impl(const T* x, cons
       T* d_exy = d_second + out_plane;
 #pragma omp simd reduction(+ : row_sum)
       for (int q = 0; q < ow; ++q) {
-        const auto r =
-            ssim_math::ssim_value_and_partials(mx[q], my[q], exx[q], eyy[q], exy[q], c1, c2);
+        const auto r = ssim::ssim_value_and_partials(mx[q], my[q], exx[q], eyy[q], exy[q], c1, c2);
         d_mx[q] = r.d_mx;
         d_my[q] = r.d_my;
         d_second[q] = r.d_second;
@@ -177,7 +177,7 @@ inline __attribute__((always_inline)) double forward_plane_impl(const T* x, cons
     } else {
 #pragma omp simd reduction(+ : row_sum)
       for (int q = 0; q < ow; ++q)
-        row_sum += ssim_math::ssim_value(mx[q], my[q], exx[q], eyy[q], exy[q], c1, c2);
+        row_sum += ssim::ssim_value(mx[q], my[q], exx[q], eyy[q], exy[q], c1, c2);
     }
     total += row_sum;
   }
@@ -234,8 +234,8 @@ inline __attribute__((always_inline)) void backward_plane_impl(const T* x, const
     T* dyr = dy + static_cast<int64_t>(a) * W;
 #pragma omp simd
     for (int b = 0; b < W; ++b) {
-      ssim_math::ssim_input_gradients(xr[b], yr[b], scale * f_mx[b], scale * f_my[b],
-                                      scale * f_second[b], scale * f_exy[b], &dxr[b], &dyr[b]);
+      ssim::ssim_input_gradients(xr[b], yr[b], scale * f_mx[b], scale * f_my[b],
+                                 scale * f_second[b], scale * f_exy[b], &dxr[b], &dyr[b]);
     }
   }
 }
@@ -266,7 +266,7 @@ template <typename T>
 Window<T> make_window(int64_t window_size, double sigma) {
   Window<T> win;
   win.size = static_cast<int>(window_size);
-  ssim_math::gaussian_window(win.size, sigma, win.taps);
+  gaussian_taps(win.size, sigma, win.taps);
   return win;
 }
 
@@ -274,14 +274,13 @@ std::tuple<at::Tensor, at::Tensor> ssim_forward_cpu(const at::Tensor& x_in, cons
                                                     int64_t window_size, double sigma,
                                                     double data_range, bool valid,
                                                     bool save_partials) {
-  const Geometry g = ssim_op::check_images(x_in, y_in, window_size, sigma, valid);
-  TORCH_CHECK(data_range > 0, "ssim: data_range must be positive, got ", data_range);
+  const Geometry g = ssim::check_inputs(x_in, y_in, window_size, valid);
   const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
   const int64_t planes = x.size(0) * x.size(1);
   const int64_t in_plane = static_cast<int64_t>(g.height) * g.width;
   const int64_t out_plane = static_cast<int64_t>(g.out_height) * g.out_width;
   at::Tensor means = at::empty({x.size(0), x.size(1)}, x.options());
-  at::Tensor partials = ssim_op::empty_partials(x, g, save_partials);
+  at::Tensor partials = ssim::empty_partials(x, g, save_partials);
   advise_huge_pages(partials);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_forward_cpu", [&] {
     const Window<scalar_t> win = make_window<scalar_t>(window_size, sigma);
@@ -308,8 +307,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_mean
                                                      const at::Tensor& partials_in,
                                                      int64_t window_size, double sigma,
                                                      bool valid) {
-  const Geometry g = ssim_op::check_images(x_in, y_in, window_size, sigma, valid);
-  ssim_op::check_backward(grad_means_in, x_in, partials_in, g);
+  const Geometry g = ssim::check_inputs(x_in, y_in, window_size, valid);
+  ssim::check_backward_inputs(grad_means_in, x_in, partials_in, g);
   const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
   const at::Tensor grad_means = grad_means_in.contiguous(), partials = partials_in.contiguous();
   const int64_t planes = x.size(0) * x.size(1);
@@ -341,7 +340,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_mean
 
 TORCH_LIBRARY_IMPL(pydeblur, CPU, m) {
   m.impl("ssim_forward", &ssim_forward_cpu);
-  m.impl("ssim_backward", &ssim_backward_cpu);
+  m.impl("_ssim_backward", &ssim_backward_cpu);
 }
 
 }  // namespace pydeblur

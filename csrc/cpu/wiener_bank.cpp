@@ -1,11 +1,9 @@
-// CPU kernels of pydeblur::wiener_bank and pydeblur::wiener_bank_backward.
+// CPU kernels of pydeblur::wiener_bank and pydeblur::_wiener_bank_backward.
 //
 // Plane by plane: each (b, c) image plane is transformed, filtered by all S filters and transformed
 // back while it is in cache; at::parallel_for spreads the planes over the threads (the FFTs inside
 // a parallel region run single-threaded). The per-frequency arithmetic is in
-// pydeblur/wiener_math.h.
-#include "pydeblur/wiener_bank.h"
-
+// pydeblur/wiener_math.h, the checks and psf2otf in pydeblur/wiener_host.h.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
@@ -13,53 +11,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 
 #include "pydeblur/huge_pages.h"
+#include "pydeblur/wiener_host.h"
 #include "pydeblur/wiener_math.h"
 
 namespace pydeblur {
-
-void check_wiener_inputs(const at::Tensor& y, const at::Tensor& psf, const at::Tensor& nsr) {
-  TORCH_CHECK(y.dim() == 4, "wiener_bank: y must be [B, C, H, W], got shape ", y.sizes());
-  TORCH_CHECK(psf.dim() == 4, "wiener_bank: psf must be [Pb, Pc, kh, kw], got shape ", psf.sizes());
-  TORCH_CHECK(nsr.dim() == 1 && nsr.numel() > 0,
-              "wiener_bank: nsr must be [S] with S >= 1, got shape ", nsr.sizes());
-  TORCH_CHECK(y.scalar_type() == at::kFloat || y.scalar_type() == at::kDouble,
-              "wiener_bank: y must be float32 or float64, got ", y.scalar_type());
-  TORCH_CHECK(psf.scalar_type() == y.scalar_type() && nsr.scalar_type() == y.scalar_type(),
-              "wiener_bank: y, psf and nsr must have one dtype, got ", y.scalar_type(), ", ",
-              psf.scalar_type(), ", ", nsr.scalar_type());
-  TORCH_CHECK(psf.device() == y.device() && nsr.device() == y.device(),
-              "wiener_bank: y, psf and nsr must be on one device, got ", y.device(), ", ",
-              psf.device(), ", ", nsr.device());
-  TORCH_CHECK(psf.size(0) == 1 || psf.size(0) == y.size(0), "wiener_bank: psf batch size ",
-              psf.size(0), " must be 1 or that of y (", y.size(0), ")");
-  TORCH_CHECK(psf.size(1) == 1 || psf.size(1) == y.size(1), "wiener_bank: psf channels ",
-              psf.size(1), " must be 1 or those of y (", y.size(1), ")");
-  TORCH_CHECK(psf.size(2) <= y.size(2) && psf.size(3) <= y.size(3), "wiener_bank: psf (",
-              psf.size(2), "x", psf.size(3), ") is larger than the image (", y.size(2), "x",
-              y.size(3), ")");
-  TORCH_CHECK(psf.size(2) > 0 && psf.size(3) > 0, "wiener_bank: psf is empty");
-}
-
-at::Tensor psf_to_otf(const at::Tensor& psf, int64_t H, int64_t W) {
-  const int64_t kh = psf.size(2), kw = psf.size(3);
-  at::Tensor padded = at::zeros({psf.size(0), psf.size(1), H, W}, psf.options());
-  padded.narrow(2, 0, kh).narrow(3, 0, kw).copy_(psf);
-  padded = at::roll(padded, {-(kh / 2), -(kw / 2)}, {2, 3});
-  return at::fft_rfft2(padded).contiguous();
-}
-
-at::Tensor psf_grad_from_spectrum(const at::Tensor& dk_spectrum, const at::Tensor& psf, int64_t W) {
-  at::Tensor summed = dk_spectrum;
-  if (psf.size(0) == 1 && summed.size(0) != 1) summed = summed.sum(0, /*keepdim=*/true);
-  if (psf.size(1) == 1 && summed.size(1) != 1) summed = summed.sum(1, /*keepdim=*/true);
-  const int64_t H = dk_spectrum.size(2), kh = psf.size(2), kw = psf.size(3);
-  at::Tensor dk = at::fft_irfft2(summed, at::IntArrayRef{H, W});
-  // psf element (i, j) sits at ((i - kh / 2) mod H, (j - kw / 2) mod W) of k.
-  return at::roll(dk, {kh / 2, kw / 2}, {2, 3}).narrow(2, 0, kh).narrow(3, 0, kw).contiguous();
-}
-
 namespace {
 
 using wiener::Complex;
@@ -86,11 +44,11 @@ int64_t otf_plane(const at::Tensor& otf, int64_t b, int64_t c) {
 
 at::Tensor wiener_bank_cpu(const at::Tensor& y_in, const at::Tensor& psf,
                            const at::Tensor& nsr_in) {
-  check_wiener_inputs(y_in, psf, nsr_in);
+  wiener::check_inputs(y_in, psf, nsr_in);
   const at::Tensor y = y_in.contiguous(), nsr = nsr_in.contiguous();
   const int64_t B = y.size(0), C = y.size(1), H = y.size(2), W = y.size(3), S = nsr.size(0);
   const int64_t Wh = W / 2 + 1, plane = H * Wh;
-  const at::Tensor otf = psf_to_otf(psf, H, W);
+  const at::Tensor otf = wiener::psf_to_otf(psf, H, W);
   at::Tensor out = at::empty({B, S, C, H, W}, y.options());
   advise_huge_pages(out);
 
@@ -128,14 +86,12 @@ at::Tensor wiener_bank_cpu(const at::Tensor& y_in, const at::Tensor& psf,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& y_in, const at::Tensor& psf,
     const at::Tensor& nsr_in, std::array<bool, 3> output_mask) {
-  check_wiener_inputs(y_in, psf, nsr_in);
+  wiener::check_backward_inputs(grad_in, y_in, psf, nsr_in);
   const at::Tensor y = y_in.contiguous(), nsr = nsr_in.contiguous(), grad = grad_in.contiguous();
   const int64_t B = y.size(0), C = y.size(1), H = y.size(2), W = y.size(3), S = nsr.size(0);
-  TORCH_CHECK(grad.sizes() == at::IntArrayRef({B, S, C, H, W}),
-              "wiener_bank_backward: grad must be [B, S, C, H, W], got ", grad.sizes());
   const int64_t Wh = W / 2 + 1, plane = H * Wh;
   const auto [need_y, need_psf, need_nsr] = output_mask;
-  const at::Tensor otf = psf_to_otf(psf, H, W);
+  const at::Tensor otf = wiener::psf_to_otf(psf, H, W);
   const auto complex_options = otf.options();
 
   at::Tensor dy = need_y ? at::empty_like(y) : at::empty({0}, y.options());
@@ -191,7 +147,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cpu(
 
   at::Tensor dnsr = need_nsr ? dnsr_planes.sum(0).to(y.scalar_type()) : at::empty({0}, y.options());
   at::Tensor dpsf =
-      need_psf ? psf_grad_from_spectrum(dk_spec, psf, W) : at::empty({0}, y.options());
+      need_psf ? wiener::psf_grad_from_spectrum(dk_spec, psf, W) : at::empty({0}, y.options());
   return {dy, dpsf, dnsr};
 }
 
@@ -199,7 +155,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cpu(
 
 TORCH_LIBRARY_IMPL(pydeblur, CPU, m) {
   m.impl("wiener_bank", &wiener_bank_cpu);
-  m.impl("wiener_bank_backward", &wiener_bank_backward_cpu);
+  m.impl("_wiener_bank_backward", &wiener_bank_backward_cpu);
 }
 
 }  // namespace pydeblur

@@ -1,4 +1,5 @@
-// CUDA kernels of pydeblur::bilateral_filter and its backward (math: pydeblur/bilateral_math.h).
+// CUDA kernels of pydeblur::bilateral_filter and pydeblur::_bilateral_filter_backward (math:
+// pydeblur/bilateral_math.h, checks: pydeblur/bilateral_host.h).
 //
 // Forward: one thread per output pixel; a block stages its 32x8 tile plus a halo of kernel_size / 2
 // pixels (reflect-padded) in shared memory, and the spatial weights travel as a kernel parameter
@@ -17,22 +18,17 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "pydeblur/bilateral_host.h"
 #include "pydeblur/bilateral_math.h"
 
 namespace pydeblur::bilateral {
-
-// Defined with the CPU kernels (csrc/cpu/bilateral_filter.cpp): the same argument checks.
-void check_arguments(const at::Tensor& x, int64_t kernel_size, double sigma_color,
-                     double sigma_space);
-void check_backward_arguments(const at::Tensor& grad_out, const at::Tensor& x,
-                              const at::Tensor& out, const at::Tensor& norm, int64_t kernel_size,
-                              double sigma_color, double sigma_space);
-
 namespace {
 
 constexpr int kTileW = 32;
 constexpr int kTileH = 8;
 constexpr int kThreads = kTileW * kTileH;
+// The grid's z dimension is the image: at most this many per call.
+constexpr int64_t kMaxGridZ = 65535;
 // Above this much shared memory per block, the kernels read global memory instead.
 constexpr size_t kMaxSharedBytes = 48 * 1024;
 
@@ -294,12 +290,12 @@ void dispatch_channels(int64_t channels, bool shared, const Body& body) {
 std::tuple<at::Tensor, at::Tensor> bilateral_filter_cuda(const at::Tensor& x_in,
                                                          int64_t kernel_size, double sigma_color,
                                                          double sigma_space) {
-  check_arguments(x_in, kernel_size, sigma_color, sigma_space);
+  check_inputs(x_in, kernel_size);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const int64_t batch = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  TORCH_CHECK(batch <= 65535, "bilateral_filter: at most 65535 images per call on CUDA, got ",
-              batch);
+  TORCH_CHECK_VALUE(batch <= kMaxGridZ, "bilateral_filter: at most ", kMaxGridZ,
+                    " images per call on CUDA, got ", batch);
   at::Tensor out = at::empty_like(x);
   at::Tensor norm = at::empty({batch, 1, H, W}, x.options());
   if (x.numel() == 0) return {out, norm};
@@ -308,7 +304,7 @@ std::tuple<at::Tensor, at::Tensor> bilateral_filter_cuda(const at::Tensor& x_in,
   const dim3 grid((W + kTileW - 1) / kTileW, (H + kTileH - 1) / kTileH, batch);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bilateral_filter_cuda", [&] {
-    const auto g = spatial_kernel_as<scalar_t>(static_cast<int>(kernel_size), sigma_space);
+    const auto g = spatial_kernel<scalar_t>(static_cast<int>(kernel_size), sigma_space);
     const scalar_t scale = range_scale<scalar_t>(sigma_color);
     const size_t bytes = C * (kTileH + 2 * radius) * (kTileW + 2 * radius) * sizeof(scalar_t);
     const bool shared = bytes <= kMaxSharedBytes;
@@ -327,16 +323,15 @@ at::Tensor bilateral_filter_backward_cuda(const at::Tensor& grad_out_in, const a
                                           const at::Tensor& out_in, const at::Tensor& norm_in,
                                           int64_t kernel_size, double sigma_color,
                                           double sigma_space) {
-  check_backward_arguments(grad_out_in, x_in, out_in, norm_in, kernel_size, sigma_color,
-                           sigma_space);
+  check_backward_inputs(grad_out_in, x_in, out_in, norm_in, kernel_size);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const at::Tensor grad_out = grad_out_in.to(x.scalar_type()).contiguous();
   const at::Tensor out = out_in.to(x.scalar_type()).contiguous();
   const at::Tensor norm = norm_in.to(x.scalar_type()).contiguous();
   const int64_t batch = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  TORCH_CHECK(batch <= 65535, "bilateral_filter: at most 65535 images per call on CUDA, got ",
-              batch);
+  TORCH_CHECK_VALUE(batch <= kMaxGridZ, "bilateral_filter: at most ", kMaxGridZ,
+                    " images per call on CUDA, got ", batch);
   if (x.numel() == 0) return at::zeros_like(x);
   const int radius = static_cast<int>(kernel_size / 2);
   at::Tensor grad_padded = at::empty({batch, C, H + 2 * radius, W + 2 * radius}, x.options());
@@ -345,7 +340,7 @@ at::Tensor bilateral_filter_backward_cuda(const at::Tensor& grad_out_in, const a
                   batch);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bilateral_filter_backward_cuda", [&] {
-    const auto g = spatial_kernel_as<scalar_t>(static_cast<int>(kernel_size), sigma_space);
+    const auto g = spatial_kernel<scalar_t>(static_cast<int>(kernel_size), sigma_space);
     const scalar_t scale = range_scale<scalar_t>(sigma_color);
     const size_t bytes =
         (2 * C + 1) * (kTileH + 2 * radius) * (kTileW + 2 * radius) * sizeof(scalar_t);
@@ -366,7 +361,7 @@ at::Tensor bilateral_filter_backward_cuda(const at::Tensor& grad_out_in, const a
 
 TORCH_LIBRARY_IMPL(pydeblur, CUDA, m) {
   m.impl("bilateral_filter", &bilateral_filter_cuda);
-  m.impl("bilateral_filter_backward", &bilateral_filter_backward_cuda);
+  m.impl("_bilateral_filter_backward", &bilateral_filter_backward_cuda);
 }
 
 }  // namespace pydeblur::bilateral

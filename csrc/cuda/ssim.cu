@@ -1,4 +1,5 @@
-// CUDA kernels of pydeblur::ssim_forward and pydeblur::ssim_backward.
+// CUDA kernels of pydeblur::ssim_forward and pydeblur::_ssim_backward (math: pydeblur/ssim_math.h,
+// checks: pydeblur/ssim_host.h).
 //
 // One block computes a kTileH x kTileW tile of one plane. It stages the tile and its halo in shared
 // memory (zeros beyond the image), filters it horizontally into shared memory, and each thread
@@ -16,15 +17,15 @@
 
 #include <algorithm>
 
+#include "pydeblur/ssim_host.h"
 #include "pydeblur/ssim_math.h"
-#include "pydeblur/ssim_op.h"
 
 namespace pydeblur {
 namespace {
 
-using ssim_math::Geometry;
-using ssim_math::kMaxWindow;
-using ssim_math::kNumPartials;
+using ssim::Geometry;
+using ssim::kMaxWindow;
+using ssim::kNumPartials;
 
 constexpr int kTileW = 32;  // one warp per tile row
 constexpr int kTileH = 16;
@@ -139,16 +140,16 @@ __global__ void __launch_bounds__(kThreads)
         for (int c = 0; c < 5; ++c) m[c] += wk * h[c * hs_stride];
       }
       if (kSavePartials) {
-        const auto r = ssim_math::ssim_value_and_partials(m[0], m[1], m[2], m[3], m[4], c1, c2);
+        const auto r = ssim::ssim_value_and_partials(m[0], m[1], m[2], m[3], m[4], c1, c2);
         T* out =
             partials + n * kNumPartials * out_plane + static_cast<int64_t>(p) * g.out_width + q;
-        out[ssim_math::kMx * out_plane] = r.d_mx;
-        out[ssim_math::kMy * out_plane] = r.d_my;
-        out[ssim_math::kSecond * out_plane] = r.d_second;
-        out[ssim_math::kExy * out_plane] = r.d_exy;
+        out[ssim::kMx * out_plane] = r.d_mx;
+        out[ssim::kMy * out_plane] = r.d_my;
+        out[ssim::kSecond * out_plane] = r.d_second;
+        out[ssim::kExy * out_plane] = r.d_exy;
         local += r.value;
       } else {
-        local += ssim_math::ssim_value(m[0], m[1], m[2], m[3], m[4], c1, c2);
+        local += ssim::ssim_value(m[0], m[1], m[2], m[3], m[4], c1, c2);
       }
     }
     local = block_sum(local, scratch);
@@ -217,9 +218,8 @@ __global__ void __launch_bounds__(kThreads)
         for (int c = 0; c < kNumPartials; ++c) f[c] += wk * h[c * hs_stride];
       }
       const int64_t at = n * in_plane + static_cast<int64_t>(a) * g.width + b;
-      ssim_math::ssim_input_gradients(x[at], y[at], scale * f[ssim_math::kMx],
-                                      scale * f[ssim_math::kMy], scale * f[ssim_math::kSecond],
-                                      scale * f[ssim_math::kExy], &dx[at], &dy[at]);
+      ssim::ssim_input_gradients(x[at], y[at], scale * f[ssim::kMx], scale * f[ssim::kMy],
+                                 scale * f[ssim::kSecond], scale * f[ssim::kExy], &dx[at], &dy[at]);
     }
     __syncthreads();
   }
@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T>
 Taps<T> make_taps(int64_t window_size, double sigma) {
   Taps<T> taps;
-  ssim_math::gaussian_window(static_cast<int>(window_size), sigma, taps.w);
+  gaussian_taps(static_cast<int>(window_size), sigma, taps.w);
   return taps;
 }
 
@@ -236,9 +236,9 @@ Taps<T> make_taps(int64_t window_size, double sigma) {
 template <typename Kernel>
 void reserve_shared_memory(Kernel kernel, size_t bytes, const char* what) {
   const size_t limit = at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin;
-  TORCH_CHECK(bytes <= limit, what, ": this window_size and dtype need ", bytes,
-              " bytes of shared memory per block; this GPU allows ", limit,
-              ". Use a smaller window_size or float32.");
+  TORCH_CHECK_VALUE(bytes <= limit, what, ": this window_size and dtype need ", bytes,
+                    " bytes of shared memory per block; this GPU allows ", limit,
+                    ". Use a smaller window_size or float32.");
   if (bytes > 48 * 1024) {
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(bytes)));
@@ -255,16 +255,14 @@ std::tuple<at::Tensor, at::Tensor> ssim_forward_cuda(const at::Tensor& x_in, con
                                                      int64_t window_size, double sigma,
                                                      double data_range, bool valid,
                                                      bool save_partials) {
-  const Geometry g = ssim_op::check_images(x_in, y_in, window_size, sigma, valid);
-  TORCH_CHECK(data_range > 0, "ssim: data_range must be positive, got ", data_range);
-  TORCH_CHECK(x_in.device() == y_in.device(), "ssim: x and y must be on one device");
+  const Geometry g = ssim::check_inputs(x_in, y_in, window_size, valid);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
   const int64_t planes = x.size(0) * x.size(1);
   const dim3 grid = tile_grid(g.out_height, g.out_width, planes);
   const dim3 block(kTileW, kThreadsY);
   at::Tensor block_sums = at::empty({planes, static_cast<int64_t>(grid.x) * grid.y}, x.options());
-  at::Tensor partials = ssim_op::empty_partials(x, g, save_partials);
+  at::Tensor partials = ssim::empty_partials(x, g, save_partials);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssim_forward_cuda", [&] {
     const Taps<scalar_t> taps = make_taps<scalar_t>(window_size, sigma);
@@ -291,8 +289,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_forward_cuda(const at::Tensor& x_in, con
 std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(
     const at::Tensor& grad_means_in, const at::Tensor& x_in, const at::Tensor& y_in,
     const at::Tensor& partials_in, int64_t window_size, double sigma, bool valid) {
-  const Geometry g = ssim_op::check_images(x_in, y_in, window_size, sigma, valid);
-  ssim_op::check_backward(grad_means_in, x_in, partials_in, g);
+  const Geometry g = ssim::check_inputs(x_in, y_in, window_size, valid);
+  ssim::check_backward_inputs(grad_means_in, x_in, partials_in, g);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
   const at::Tensor grad_means = grad_means_in.contiguous(), partials = partials_in.contiguous();
@@ -305,7 +303,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(
     const Taps<scalar_t> taps = make_taps<scalar_t>(window_size, sigma);
     const auto kernel = ssim_backward_kernel<scalar_t>;
     const size_t shared = backward_shared_bytes<scalar_t>(g.radius);
-    reserve_shared_memory(kernel, shared, "ssim_backward");
+    reserve_shared_memory(kernel, shared, "_ssim_backward");
     kernel<<<grid, block, shared, stream>>>(
         grad_means.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
         y.const_data_ptr<scalar_t>(), partials.const_data_ptr<scalar_t>(), g, taps, planes,
@@ -319,7 +317,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(
 
 TORCH_LIBRARY_IMPL(pydeblur, CUDA, m) {
   m.impl("ssim_forward", &ssim_forward_cuda);
-  m.impl("ssim_backward", &ssim_backward_cuda);
+  m.impl("_ssim_backward", &ssim_backward_cuda);
 }
 
 }  // namespace pydeblur

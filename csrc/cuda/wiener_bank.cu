@@ -1,9 +1,10 @@
-// CUDA kernels of pydeblur::wiener_bank and pydeblur::wiener_bank_backward.
+// CUDA kernels of pydeblur::wiener_bank and pydeblur::_wiener_bank_backward.
 //
 // Batched: cuFFT (through ATen) transforms all planes at once; one thread per frequency of every
 // (b, c) plane reads Y and K once and writes the S filtered spectra (forward) or accumulates the S
 // gradient terms (backward). Everything runs on the current stream without host synchronisation.
-// The per-frequency arithmetic is in pydeblur/wiener_math.h, shared with the CPU kernel.
+// The per-frequency arithmetic is in pydeblur/wiener_math.h, the checks and psf2otf in
+// pydeblur/wiener_host.h, both shared with the CPU kernels.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
@@ -11,7 +12,9 @@
 #include <c10/util/complex.h>
 #include <torch/library.h>
 
-#include "pydeblur/wiener_bank.h"
+#include <array>
+
+#include "pydeblur/wiener_host.h"
 #include "pydeblur/wiener_math.h"
 
 namespace pydeblur {
@@ -105,12 +108,12 @@ int64_t blocks_for(int64_t total) { return (total + kThreads - 1) / kThreads; }
 
 at::Tensor wiener_bank_cuda(const at::Tensor& y_in, const at::Tensor& psf,
                             const at::Tensor& nsr_in) {
-  check_wiener_inputs(y_in, psf, nsr_in);
+  wiener::check_inputs(y_in, psf, nsr_in);
   const c10::cuda::CUDAGuard guard(y_in.device());
   const at::Tensor y = y_in.contiguous(), nsr = nsr_in.contiguous();
   const int64_t B = y.size(0), C = y.size(1), H = y.size(2), W = y.size(3), S = nsr.size(0);
   const int64_t plane = H * (W / 2 + 1), total = B * C * plane;
-  const at::Tensor otf = psf_to_otf(psf, H, W);
+  const at::Tensor otf = wiener::psf_to_otf(psf, H, W);
   const at::Tensor Y = at::fft_rfft2(y).contiguous();
   at::Tensor spectra = at::empty({B, S, C, H, W / 2 + 1}, Y.options());
   if (total > 0) {
@@ -129,17 +132,13 @@ at::Tensor wiener_bank_cuda(const at::Tensor& y_in, const at::Tensor& psf,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cuda(
     const at::Tensor& grad_in, const at::Tensor& y_in, const at::Tensor& psf,
     const at::Tensor& nsr_in, std::array<bool, 3> output_mask) {
-  check_wiener_inputs(y_in, psf, nsr_in);
+  wiener::check_backward_inputs(grad_in, y_in, psf, nsr_in);
   const c10::cuda::CUDAGuard guard(y_in.device());
   const at::Tensor y = y_in.contiguous(), nsr = nsr_in.contiguous();
   const int64_t B = y.size(0), C = y.size(1), H = y.size(2), W = y.size(3), S = nsr.size(0);
-  TORCH_CHECK(grad_in.sizes() == at::IntArrayRef({B, S, C, H, W}),
-              "wiener_bank_backward: grad must be [B, S, C, H, W], got ", grad_in.sizes());
-  TORCH_CHECK(grad_in.device() == y.device(), "wiener_bank_backward: grad is on ", grad_in.device(),
-              ", y on ", y.device());
   const int64_t Wh = W / 2 + 1, plane = H * Wh, total = B * C * plane;
   const auto [need_y, need_psf, need_nsr] = output_mask;
-  const at::Tensor otf = psf_to_otf(psf, H, W);
+  const at::Tensor otf = wiener::psf_to_otf(psf, H, W);
   const at::Tensor Y = at::fft_rfft2(y).contiguous();
   const at::Tensor G = at::fft_rfft2(grad_in.contiguous()).contiguous();
   at::Tensor dy_spec = need_y ? at::empty({B, C, H, Wh}, Y.options()) : at::Tensor();
@@ -151,9 +150,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cuda(
     AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "wiener_bank_backward_cuda", [&] {
       using T = scalar_t;
       const size_t shared_bytes = static_cast<size_t>(kWarps) * S * sizeof(T);
-      TORCH_CHECK(shared_bytes <= 48 * 1024, "wiener_bank: at most ",
-                  48 * 1024 / (kWarps * sizeof(T)),
-                  " filters per call on CUDA for this dtype, got ", S);
+      TORCH_CHECK_VALUE(shared_bytes <= 48 * 1024, "_wiener_bank_backward: at most ",
+                        48 * 1024 / (kWarps * sizeof(T)),
+                        " filters per call on CUDA for this dtype, got ", S);
       backward_kernel<T><<<blocks, kThreads, shared_bytes, at::cuda::getCurrentCUDAStream()>>>(
           as_complex<T>(Y), as_complex<T>(otf), as_complex<T>(G), nsr.const_data_ptr<T>(),
           as_complex_mut<T>(dy_spec), as_complex_mut<T>(dk_spec),
@@ -165,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cuda(
   at::Tensor dy =
       need_y ? at::fft_irfft2(dy_spec, at::IntArrayRef{H, W}) : at::empty({0}, y.options());
   at::Tensor dpsf =
-      need_psf ? psf_grad_from_spectrum(dk_spec, psf, W) : at::empty({0}, y.options());
+      need_psf ? wiener::psf_grad_from_spectrum(dk_spec, psf, W) : at::empty({0}, y.options());
   at::Tensor dnsr = need_nsr ? dnsr_partial.sum(0) : at::empty({0}, y.options());
   return {dy, dpsf, dnsr};
 }
@@ -174,7 +173,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wiener_bank_backward_cuda(
 
 TORCH_LIBRARY_IMPL(pydeblur, CUDA, m) {
   m.impl("wiener_bank", &wiener_bank_cuda);
-  m.impl("wiener_bank_backward", &wiener_bank_backward_cuda);
+  m.impl("_wiener_bank_backward", &wiener_bank_backward_cuda);
 }
 
 }  // namespace pydeblur

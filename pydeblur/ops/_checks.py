@@ -1,4 +1,11 @@
-"""Input checks shared by the operators: each raises an error that names the offending argument."""
+"""Input checks shared by the operators: each raises an error that names the offending argument.
+
+The Python wrappers own the checks users hit: types, shapes as given, devices and values (argument
+ranges, finite tensors, signs), as TypeError and ValueError. The C++ operators check only what their
+kernels index memory by (ranks, matching shapes, dtypes, devices, window sizes against the kernels'
+arrays), with TORCH_CHECK_VALUE, a ValueError here, for direct `torch.ops.pydeblur.*` calls; the
+kernels' limits are defined there and read by `_library`.
+"""
 
 import contextlib
 from collections.abc import Callable
@@ -33,6 +40,14 @@ def check_float(name: str, t: torch.Tensor) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if not t.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+
+def check_window_size(name: str, size: int, maximum: int) -> None:
+    """An odd int window side in 3..maximum (the kernels' limit, read from C++ by _library)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"{name} must be an int, got {type(size).__name__}")
+    if size % 2 == 0 or not 3 <= size <= maximum:
+        raise ValueError(f"{name} must be odd and within 3..{maximum}, got {size}")
 
 
 def check_ndim(name: str, t: torch.Tensor, ndim: int, layout: str) -> None:

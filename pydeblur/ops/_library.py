@@ -10,7 +10,7 @@ except ImportError as error:
     ) from error
 
 try:
-    from pydeblur import _C  # noqa: F401  (loading it registers the operators)
+    from pydeblur import _C  # loading it registers the operators
 except ImportError as error:
     raise ImportError(
         f"pydeblur's compiled operators could not be loaded ({error}); they were built against torch "
@@ -25,3 +25,14 @@ if _build_info.TORCH_VERSION != torch.__version__:
     )
 
 HAS_CUDA_KERNELS: bool = _build_info.WITH_CUDA
+
+# The kernels' limits, defined once, in C++ (csrc/include/pydeblur/<op>_math.h), and exported by the
+# compiled library (csrc/ops.cpp): the wrappers check them, the C++ operators enforce them.
+try:
+    BILATERAL_MAX_KERNEL_SIZE: int = _C.BILATERAL_MAX_KERNEL_SIZE
+    SSIM_MAX_WINDOW: int = _C.SSIM_MAX_WINDOW
+except AttributeError as error:
+    raise ImportError(
+        f"pydeblur's compiled operators are older than its Python code ({error}): rebuild them with "
+        "`pip install --no-build-isolation -e .`"
+    ) from error

@@ -10,11 +10,13 @@ from pydeblur.ops._checks import (
     check_finite,
     check_float,
     check_ndim,
+    check_window_size,
     compute_dtype,
 )
-from pydeblur.ops._library import HAS_CUDA_KERNELS  # noqa: F401  (loads the operators)
+from pydeblur.ops._library import BILATERAL_MAX_KERNEL_SIZE
 
-MAX_KERNEL_SIZE = 15
+MAX_KERNEL_SIZE = BILATERAL_MAX_KERNEL_SIZE
+"""The largest kernel_size, the kernels' kMaxKernelSize (csrc/include/pydeblur/bilateral_math.h)."""
 
 
 def bilateral_filter(
@@ -33,7 +35,8 @@ def bilateral_filter(
     Args:
         x: [B, C, H, W] float tensor, any C; float16/bfloat16 are computed in float32 and returned in
             their own dtype.
-        kernel_size: odd window size, 3..15, with kernel_size // 2 < H and < W (reflect padding).
+        kernel_size: odd window size, 3..MAX_KERNEL_SIZE (15), with kernel_size // 2 < H and < W
+            (reflect padding).
         sigma_color: range standard deviation in the units of x (40/255: 40 on the 0..255 scale).
         sigma_space: spatial standard deviation in pixels.
     """
@@ -45,16 +48,12 @@ def bilateral_filter(
 
 
 def check_arguments(x: torch.Tensor, kernel_size: int, sigma_color: float, sigma_space: float):
-    """Raise an error naming the argument when the input cannot be filtered."""
+    """Raise an error naming the argument when the input cannot be filtered: the checks users hit
+    (the C++ operator checks again only what its kernels index memory by)."""
     check_float("x", x)
     check_ndim("x", x, 4, "[B, C, H, W]")
     check_device("x", x)
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
-        raise TypeError(f"kernel_size must be an int, got {type(kernel_size).__name__}")
-    if kernel_size % 2 == 0 or not 3 <= kernel_size <= MAX_KERNEL_SIZE:
-        raise ValueError(
-            f"kernel_size must be odd and within 3..{MAX_KERNEL_SIZE}, got {kernel_size}"
-        )
+    check_window_size("kernel_size", kernel_size, MAX_KERNEL_SIZE)
     height, width = x.shape[-2:]
     if kernel_size // 2 >= min(height, width):
         raise ValueError(
@@ -77,7 +76,7 @@ def _bilateral_filter_fake(x, kernel_size, sigma_color, sigma_space):
     return torch.empty_like(x), x.new_empty((batch, 1, height, width))
 
 
-@torch.library.register_fake("pydeblur::bilateral_filter_backward")
+@torch.library.register_fake("pydeblur::_bilateral_filter_backward")
 def _bilateral_filter_backward_fake(grad_out, x, out, norm, kernel_size, sigma_color, sigma_space):
     return torch.empty_like(x)
 
@@ -96,7 +95,7 @@ def _backward(ctx, grad_out, _grad_norm):
     if ctx.needs_input_grad[0]:
         if grad_out is None:
             grad_out = torch.zeros_like(out)
-        grad_x = torch.ops.pydeblur.bilateral_filter_backward(grad_out, x, out, norm, *ctx.params)
+        grad_x = torch.ops.pydeblur._bilateral_filter_backward(grad_out, x, out, norm, *ctx.params)
     return grad_x, None, None, None
 
 

@@ -1,16 +1,18 @@
 """SSIM (Wang et al. 2004) and the SSIM loss, as fused C++/CUDA operators with exact gradients.
 
 `ssim(x, y)` takes two image batches [B, C, H, W] and returns the mean SSIM (or one value per image);
-`ssim_loss(x, y) = 1 - ssim(x, y)`. The compiled operators `pydeblur::ssim_forward` and
-`pydeblur::ssim_backward` return per-plane means [B, C]; the reductions over planes are plain torch.
+`ssim_loss(x, y) = 1 - ssim(x, y)`. The compiled operator `pydeblur::ssim_forward` returns per-plane
+means [B, C] (its gradient is the private `pydeblur::_ssim_backward`); the reductions over planes are
+plain torch.
 """
 
 import torch
 
 from pydeblur.ops import _checks
-from pydeblur.ops._library import HAS_CUDA_KERNELS  # noqa: F401  (loads the operators)
+from pydeblur.ops._library import SSIM_MAX_WINDOW
 
-MAX_WINDOW = 31
+MAX_WINDOW = SSIM_MAX_WINDOW
+"""The largest window_size, the kernels' kMaxWindow (csrc/include/pydeblur/ssim_math.h)."""
 PADDINGS = ("same", "valid")
 REDUCTIONS = ("mean", "none")
 
@@ -26,7 +28,7 @@ def _ssim_forward_fake(x, y, window_size, sigma, data_range, valid, save_partial
     return means, partials
 
 
-@torch.library.register_fake("pydeblur::ssim_backward")
+@torch.library.register_fake("pydeblur::_ssim_backward")
 def _ssim_backward_fake(grad_means, x, y, partials, window_size, sigma, valid):
     return torch.empty_like(x), torch.empty_like(y)
 
@@ -45,7 +47,7 @@ def _backward(ctx, grad_means, _grad_partials):
         raise RuntimeError(
             "pydeblur::ssim_forward ran with save_partials=False, so it cannot be differentiated"
         )
-    grad_x, grad_y = torch.ops.pydeblur.ssim_backward(grad_means, x, y, partials, *ctx.window)
+    grad_x, grad_y = torch.ops.pydeblur._ssim_backward(grad_means, x, y, partials, *ctx.window)
     needs_x, needs_y = ctx.needs_input_grad[:2]
     return (grad_x if needs_x else None, grad_y if needs_y else None) + (None,) * 5
 
@@ -64,10 +66,7 @@ def _check_arguments(x, y, window_size, sigma, data_range, padding, reduction):
         raise ValueError(f"x and y must not be empty, got shape {tuple(x.shape)}")
     _checks.check_same_device(x=x, y=y)
     _checks.check_device("x", x)
-    if isinstance(window_size, bool) or not isinstance(window_size, int):
-        raise TypeError(f"window_size must be an int, got {type(window_size).__name__}")
-    if window_size < 3 or window_size % 2 == 0 or window_size > MAX_WINDOW:
-        raise ValueError(f"window_size must be odd and in [3, {MAX_WINDOW}], got {window_size}")
+    _checks.check_window_size("window_size", window_size, MAX_WINDOW)
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     if not data_range > 0:
@@ -99,7 +98,7 @@ def ssim(
     Args:
         x, y: images [B, C, H, W] of one shape, float32/float64 (half and bfloat16 are computed in
             float32 and the result is returned in the input dtype).
-        window_size: odd side of the Gaussian window, 3..31.
+        window_size: odd side of the Gaussian window, 3..MAX_WINDOW (31).
         sigma: standard deviation of the window.
         data_range: L, the value range of the images: C1 = (0.01 L)^2, C2 = (0.03 L)^2.
         padding: "same" averages the SSIM map over every pixel, the window seeing zeros beyond the

@@ -19,15 +19,13 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define PYDEBLUR_BILATERAL_HD __host__ __device__ __forceinline__
-#else
-#define PYDEBLUR_BILATERAL_HD inline
-#endif
+#include "pydeblur/common.h"
 
 namespace pydeblur::bilateral {
 
 // Largest supported window; the kernels keep the 1-D spatial weights in fixed arrays of this size.
+// The one definition of the limit: pydeblur/ops/bilateral.py reads it from the compiled library
+// (csrc/ops.cpp exports it).
 constexpr int kMaxKernelSize = 15;
 
 // The 1-D Gaussian g of the spatial weight, passed by value to the kernels (CUDA: as a kernel
@@ -37,7 +35,7 @@ struct SpatialKernel {
   T g[kMaxKernelSize];
 };
 
-PYDEBLUR_BILATERAL_HD int32_t float_bits_as_int(float value) {
+PYDEBLUR_HOST_DEVICE int32_t float_bits_as_int(float value) {
 #if defined(__CUDA_ARCH__)
   return __float_as_int(value);
 #else
@@ -47,7 +45,7 @@ PYDEBLUR_BILATERAL_HD int32_t float_bits_as_int(float value) {
 #endif
 }
 
-PYDEBLUR_BILATERAL_HD float int_bits_as_float(int32_t bits) {
+PYDEBLUR_HOST_DEVICE float int_bits_as_float(int32_t bits) {
 #if defined(__CUDA_ARCH__)
   return __int_as_float(bits);
 #else
@@ -65,7 +63,7 @@ PYDEBLUR_BILATERAL_HD float int_bits_as_float(int32_t bits) {
 // anyway, and a subnormal weight never moves a sum that holds the centre's weight); the mask also
 // clears whatever the polynomial made of a huge |x| (-inf included: float-to-int conversion of it
 // gives INT_MIN on x86 and in CUDA).
-PYDEBLUR_BILATERAL_HD float exp_approx(float x) {
+PYDEBLUR_HOST_DEVICE float exp_approx(float x) {
   // Round to nearest by the 1.5 * 2^23 trick (vectorises without SSE4.1 roundps).
   const float shifter = 12582912.0f;
   float n = (x * 1.44269504088896341f + shifter) - shifter;
@@ -84,58 +82,44 @@ PYDEBLUR_BILATERAL_HD float exp_approx(float x) {
   return int_bits_as_float(float_bits_as_int(p * int_bits_as_float(power)) & keep);
 }
 
-PYDEBLUR_BILATERAL_HD float range_exp(float x) { return exp_approx(x); }
-PYDEBLUR_BILATERAL_HD double range_exp(double x) { return ::exp(x); }
+PYDEBLUR_HOST_DEVICE float range_exp(float x) { return exp_approx(x); }
+PYDEBLUR_HOST_DEVICE double range_exp(double x) { return ::exp(x); }
 
 // -0.5 / sigma_color^2: the factor of d^2 in the range weight's exponent.
 template <typename T>
-PYDEBLUR_BILATERAL_HD T range_scale(double sigma_color) {
+PYDEBLUR_HOST_DEVICE T range_scale(double sigma_color) {
   return static_cast<T>(-0.5 / (sigma_color * sigma_color));
 }
 
 // w(p, q) from the spatial weight s and the colour distance d.
 template <typename T>
-PYDEBLUR_BILATERAL_HD T pair_weight(T spatial, T distance, T scale) {
+PYDEBLUR_HOST_DEVICE T pair_weight(T spatial, T distance, T scale) {
   return spatial * range_exp(scale * distance * distance);
 }
 
 // b(p, q) = dL/dd: the gradient reaching the colour distance through the range weight.
 template <typename T>
-PYDEBLUR_BILATERAL_HD T distance_gradient(T weight_gradient, T weight, T distance, T scale) {
+PYDEBLUR_HOST_DEVICE T distance_gradient(T weight_gradient, T weight, T distance, T scale) {
   return weight_gradient * weight * (T(2) * scale * distance);
 }
 
 // The derivative of |v|: sgn(v) times g, and 0 at v == 0 (torch.abs's subgradient), branch-free.
 template <typename T>
-PYDEBLUR_BILATERAL_HD T signed_gradient(T g, T v) {
+PYDEBLUR_HOST_DEVICE T signed_gradient(T g, T v) {
   return g * (static_cast<T>(v > T(0)) - static_cast<T>(v < T(0)));
 }
 
 // PyTorch's "reflect" padding index (the edge is not repeated); valid for -n < i < 2n - 1.
-PYDEBLUR_BILATERAL_HD int reflect_index(int i, int n) {
+PYDEBLUR_HOST_DEVICE int reflect_index(int i, int n) {
   i = i < 0 ? -i : i;
   return i >= n ? 2 * (n - 1) - i : i;
 }
 
-// The normalised 1-D Gaussian of kornia.filters.get_gaussian_kernel1d, computed in double.
-inline SpatialKernel<double> spatial_kernel(int kernel_size, double sigma_space) {
-  SpatialKernel<double> kernel{};
-  const int radius = kernel_size / 2;
-  double sum = 0.0;
-  for (int i = 0; i < kernel_size; ++i) {
-    const double offset = i - radius;
-    kernel.g[i] = std::exp(-offset * offset / (2.0 * sigma_space * sigma_space));
-    sum += kernel.g[i];
-  }
-  for (int i = 0; i < kernel_size; ++i) kernel.g[i] /= sum;
-  return kernel;
-}
-
+// The spatial kernel g: kornia.filters.get_gaussian_kernel1d, computed in double, rounded to T.
 template <typename T>
-inline SpatialKernel<T> spatial_kernel_as(int kernel_size, double sigma_space) {
-  const SpatialKernel<double> exact = spatial_kernel(kernel_size, sigma_space);
+inline SpatialKernel<T> spatial_kernel(int kernel_size, double sigma_space) {
   SpatialKernel<T> kernel{};
-  for (int i = 0; i < kernel_size; ++i) kernel.g[i] = static_cast<T>(exact.g[i]);
+  gaussian_taps(kernel_size, sigma_space, kernel.g);
   return kernel;
 }
 

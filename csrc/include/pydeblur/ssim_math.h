@@ -7,18 +7,13 @@
 // C2)).
 #pragma once
 
-#include <cmath>
+#include "pydeblur/common.h"
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define PYDEBLUR_HOST_DEVICE __host__ __device__
-#else
-#define PYDEBLUR_HOST_DEVICE
-#endif
+namespace pydeblur::ssim {
 
-namespace pydeblur {
-namespace ssim_math {
-
-// The largest window the kernels accept (the CUDA kernels pass the taps by value).
+// The largest window the kernels accept: they keep the taps in fixed arrays of this size (the CUDA
+// kernels pass them by value). The one definition of the limit: pydeblur/ops/ssim.py reads it from
+// the compiled library (csrc/ops.cpp exports it).
 constexpr int kMaxWindow = 31;
 
 // Where the SSIM map lies on the image. Padded coordinates put the image at offset `pad`; output
@@ -41,23 +36,9 @@ inline Geometry make_geometry(int height, int width, int window_size, bool valid
   return g;
 }
 
-// The normalised 1-D Gaussian taps exp(-(k - r)^2 / (2 sigma^2)), computed in double.
-template <typename T>
-inline void gaussian_window(int window_size, double sigma, T* taps) {
-  const int radius = window_size / 2;
-  double weights[kMaxWindow];
-  double total = 0.0;
-  for (int k = 0; k < window_size; ++k) {
-    const double d = k - radius;
-    weights[k] = std::exp(-d * d / (2.0 * sigma * sigma));
-    total += weights[k];
-  }
-  for (int k = 0; k < window_size; ++k) taps[k] = static_cast<T>(weights[k] / total);
-}
-
 // The SSIM value of one pixel from its five local moments.
 template <typename T>
-PYDEBLUR_HOST_DEVICE inline T ssim_value(T mx, T my, T exx, T eyy, T exy, T c1, T c2) {
+PYDEBLUR_HOST_DEVICE T ssim_value(T mx, T my, T exx, T eyy, T exy, T c1, T c2) {
   const T a1 = T(2) * mx * my + c1;
   const T a2 = T(2) * (exy - mx * my) + c2;
   const T b1 = mx * mx + my * my + c1;
@@ -73,8 +54,8 @@ struct ValueAndPartials {
 };
 
 template <typename T>
-PYDEBLUR_HOST_DEVICE inline ValueAndPartials<T> ssim_value_and_partials(T mx, T my, T exx, T eyy,
-                                                                        T exy, T c1, T c2) {
+PYDEBLUR_HOST_DEVICE ValueAndPartials<T> ssim_value_and_partials(T mx, T my, T exx, T eyy, T exy,
+                                                                 T c1, T c2) {
   const T a1 = T(2) * mx * my + c1;
   const T a2 = T(2) * (exy - mx * my) + c2;
   const T b1 = mx * mx + my * my + c1;
@@ -97,8 +78,8 @@ PYDEBLUR_HOST_DEVICE inline ValueAndPartials<T> ssim_value_and_partials(T mx, T 
 // The gradient at one input pixel (value x, y) from the adjoint-filtered, upstream-weighted
 // partials f_* = W^T (g * dS/d*): dL/dx = f_mx + 2 x f_second + y f_exy, and symmetrically for y.
 template <typename T>
-PYDEBLUR_HOST_DEVICE inline void ssim_input_gradients(T x, T y, T f_mx, T f_my, T f_second, T f_exy,
-                                                      T* dx, T* dy) {
+PYDEBLUR_HOST_DEVICE void ssim_input_gradients(T x, T y, T f_mx, T f_my, T f_second, T f_exy, T* dx,
+                                               T* dy) {
   *dx = f_mx + T(2) * x * f_second + y * f_exy;
   *dy = f_my + T(2) * y * f_second + x * f_exy;
 }
@@ -106,5 +87,4 @@ PYDEBLUR_HOST_DEVICE inline void ssim_input_gradients(T x, T y, T f_mx, T f_my, 
 // The partial maps saved by the forward pass, in this order, per plane.
 enum Partial { kMx = 0, kMy = 1, kSecond = 2, kExy = 3, kNumPartials = 4 };
 
-}  // namespace ssim_math
-}  // namespace pydeblur
+}  // namespace pydeblur::ssim

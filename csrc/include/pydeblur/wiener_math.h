@@ -5,14 +5,9 @@
 // D_s = |K|^2 + nsr_s, H_s = conj(K) / D_s (the Wiener filter), G_s = rfft2(dL/dx_s).
 #pragma once
 
-#if defined(__CUDACC__)
-#define PYDEBLUR_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define PYDEBLUR_HOST_DEVICE inline
-#endif
+#include "pydeblur/common.h"
 
-namespace pydeblur {
-namespace wiener {
+namespace pydeblur::wiener {
 
 // Laid out and aligned like c10::complex<T> and std::complex<T>, so their buffers can be
 // reinterpreted.
@@ -79,5 +74,4 @@ PYDEBLUR_HOST_DEVICE T half_spectrum_weight(long long kx, long long W, T inv_hw)
   return single ? inv_hw : T(2) * inv_hw;
 }
 
-}  // namespace wiener
-}  // namespace pydeblur
+}  // namespace pydeblur::wiener
