@@ -166,7 +166,8 @@ def main() -> None:
 
 def end_to_end() -> dict[str, float]:
     """The network with its features: bf16 autocast, channels_last, cuDNN autotuning, torch.compile."""
-    from pydeblur.model import CONFIGS, DeblurNet, load_model
+    from pydeblur.model import CONFIGS, DeblurNet
+    from pydeblur.weights_io import load_model
 
     try:
         model, name = load_model("default", device="cuda"), "default"

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 import pydeblur.features
-from pydeblur.model import CONFIGS, WEIGHTS_DIR, DeblurNet
+from pydeblur.model import CONFIGS, DeblurNet
 from pydeblur.restore import deblur
+from pydeblur.weights_io import WEIGHTS_DIR
 from tests.helpers import REPO, cpu_and_cuda
 
 PAPER_SECONDS = 0.347
@@ -44,7 +45,7 @@ def plain_torch_wiener_bank(y, psf, snr_db=None, nsr=None):
 def network(name: str) -> tuple[torch.nn.Module, str]:
     """(model, what it is): the shipped default weights when present, else random weights."""
     if name == "default" and DEFAULT_WEIGHTS.exists():
-        from pydeblur.model import load_model
+        from pydeblur.weights_io import load_model
 
         return load_model("default"), "shipped default weights"
     torch.manual_seed(0)
@@ -86,7 +87,8 @@ def test_pipeline_256(benchmark, config, bank, device, monkeypatch):
 CHILD = """
 import json, resource, sys, time
 import cv2, numpy as np, torch
-from pydeblur.model import CONFIGS, DeblurNet, WEIGHTS_DIR, load_model
+from pydeblur.model import CONFIGS, DeblurNet
+from pydeblur.weights_io import WEIGHTS_DIR, load_model
 from pydeblur.restore import Deblurrer
 from pydeblur.tiling import tune_allocator
 if sys.argv[2] == "tuned":

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from pydeblur.ops import PAPER_SNR_DB, psf2otf, wiener_bank
-from pydeblur.ops.wiener import snr_db_to_nsr
+from pydeblur.noise import PAPER_SNR_DB, snr_to_nsr
+from pydeblur.ops import wiener_bank
+from pydeblur.physics import psf2otf
 from tests.helpers import cpu_and_cuda
 
 B, C, H, W, KSIZE = 8, 3, 256, 256, 34
@@ -21,7 +22,7 @@ def make_inputs(device):
     y = torch.rand(B, C, H, W, generator=g)
     psf = torch.rand(KSIZE, KSIZE, generator=g)
     psf /= psf.sum()
-    nsr = snr_db_to_nsr(PAPER_SNR_DB).float()
+    nsr = snr_to_nsr(PAPER_SNR_DB).float()
     return y.to(device), psf.to(device), nsr.to(device)
 
 

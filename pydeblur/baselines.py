@@ -5,7 +5,8 @@ Every method takes blurred images y [B, C, H, W] in [0, 1] and one PSF per image
 [B, C, H, W]. The deconvolutions work on the circular model: the public functions pad y with the same
 boundary extension as the network (`pydeblur.boundary`) before deconvolving and crop after, so a photo
 blurred by linear convolution is handled the way the network handles it. The `*_circular` functions
-skip that step (for periodic images, and for tests against references).
+skip that step (for periodic images, and for tests against references). The blur model they share
+(OTF, convolution, Wiener filter) is `pydeblur.physics`; the noise estimate, `pydeblur.noise`.
 
 - `paper_baseline`: the paper's baseline, one Wiener filter at a fixed nsr (the dataset's average SNR,
   see `average_snr_db`), clipped to [0, 1], then the bilateral filter with the paper's parameters.
@@ -21,6 +22,13 @@ from collections.abc import Callable
 import torch
 
 from pydeblur.metrics import psnr
+from pydeblur.noise import estimate_noise_sigma
+from pydeblur.physics import (
+    circular_convolve,
+    circular_convolve_adjoint,
+    psf2otf,
+    wiener_deconvolve,
+)
 
 # Richardson-Lucy iterations: more sharpen further but amplify noise. 30 suits low noise (Levin:
 # 29.1 dB on im1 with kernels 1-4, about as good as the best Wiener filter); noisy images want fewer
@@ -57,29 +65,23 @@ def _describe(t) -> str:
     return type(t).__name__
 
 
-def real_otf(psf: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """The OTF of psf [..., kh, kw] (`pydeblur.ops.psf2otf`, MATLAB's centring) for images of
-    `shape` (H, W), in rfft2 layout: [..., H, W // 2 + 1] complex (the spectrum of a real PSF is
-    Hermitian, so these columns hold all of it)."""
-    from pydeblur.ops import psf2otf
-
-    return psf2otf(psf, shape)[..., : shape[-1] // 2 + 1]
-
-
-def _convolve_circular(x: torch.Tensor, otf: torch.Tensor) -> torch.Tensor:
-    return torch.fft.irfft2(torch.fft.rfft2(x) * otf, s=x.shape[-2:])
-
-
 def with_boundary(
     deconvolve: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     y: torch.Tensor,
     psf: torch.Tensor,
+    margin: int | None = None,
 ) -> torch.Tensor:
-    """Pad y [B, C, H, W] with the network's boundary extension, run `deconvolve(y_padded, psf)` (any
-    result [..., H', W'] of the padded size) and crop back to [..., H, W]."""
+    """Pad y [B, C, H, W] with the network's boundary extension (`margin` pixels a side, default the
+    PSF's larger side), run `deconvolve(y_padded, psf)` (any result [..., H', W'] of the padded size)
+    and crop back to [..., H, W].
+
+    >>> y = torch.rand(1, 3, 20, 24)
+    >>> with_boundary(lambda canvas, k: canvas, y, torch.ones(1, 1, 5, 5) / 25).equal(y)
+    True
+    """
     from pydeblur.boundary import crop, pad_periodic
 
-    canvas, padding = pad_periodic(y, tuple(psf.shape[-2:]))
+    canvas, padding = pad_periodic(y, tuple(psf.shape[-2:]), margin)
     return crop(deconvolve(canvas, psf), padding)
 
 
@@ -87,29 +89,28 @@ def with_boundary(
 # Wiener filters
 
 
-def wiener_circular(y: torch.Tensor, psf: torch.Tensor, nsr: torch.Tensor | float) -> torch.Tensor:
-    """Wiener deconvolution at one nsr, or a bank: nsr a float -> [B, C, H, W]; nsr a 1-D tensor of S
-    values -> [B, S, C, H, W]. Uses the `wiener_bank` operator."""
-    from pydeblur.ops import wiener_bank
+def wiener(
+    y: torch.Tensor, psf: torch.Tensor, nsr: torch.Tensor | float, margin: int | None = None
+) -> torch.Tensor:
+    """`pydeblur.physics.wiener_deconvolve` with the network's boundary handling (`with_boundary`):
+    nsr a float -> [B, C, H, W]; nsr a 1-D tensor of S values -> [B, S, C, H, W].
 
+    >>> wiener(torch.rand(2, 3, 32, 32), torch.full((2, 1, 5, 5), 1 / 25), 0.01).shape
+    torch.Size([2, 3, 32, 32])
+    """
     _check_pair(y, psf)
-    if isinstance(nsr, torch.Tensor):
-        return wiener_bank(y, psf, nsr=nsr.to(device=y.device, dtype=y.dtype))
-    if not nsr > 0:
-        raise ValueError(f"nsr must be positive, got {nsr}")
-    return wiener_bank(y, psf, nsr=torch.tensor([float(nsr)], dtype=y.dtype, device=y.device))[:, 0]
-
-
-def wiener(y: torch.Tensor, psf: torch.Tensor, nsr: torch.Tensor | float) -> torch.Tensor:
-    """`wiener_circular` with the network's boundary handling."""
-    _check_pair(y, psf)
-    return with_boundary(lambda p, k: wiener_circular(p, k, nsr), y, psf)
+    return with_boundary(lambda p, k: wiener_deconvolve(p, k, nsr), y, psf, margin)
 
 
 def paper_baseline(y: torch.Tensor, psf: torch.Tensor, nsr: float) -> torch.Tensor:
     """The paper's baseline: one Wiener filter at `nsr` (the same for every image: the dataset's
-    average, `nsr_from_snr_db(average_snr_db(...))`), clipped to [0, 1], then the bilateral filter
-    with the paper's parameters (window 7, sigma_color 40/255, sigma_space 10)."""
+    average, `pydeblur.noise.snr_to_nsr(average_snr_db(...))`), clipped to [0, 1], then the
+    bilateral filter with the paper's parameters (window 7, sigma_color 40/255, sigma_space 10).
+    y [B, C, H, W], psf [B, 1 or C, kh, kw] -> [B, C, H, W].
+
+    >>> paper_baseline(torch.rand(1, 3, 32, 32), torch.full((1, 1, 5, 5), 1 / 25), 0.01).shape
+    torch.Size([1, 3, 32, 32])
+    """
     from pydeblur.ops import bilateral_filter
 
     restored = wiener(y, psf, nsr).clamp(0.0, 1.0)
@@ -117,7 +118,12 @@ def paper_baseline(y: torch.Tensor, psf: torch.Tensor, nsr: float) -> torch.Tens
 
 
 def psnr_scores(candidates: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
-    """PSNR of each candidate, clipped to [0, 1]: [B, S, C, H, W] and [B, C, H, W] -> [B, S]."""
+    """PSNR of each candidate, clipped to [0, 1]: [B, S, C, H, W] and [B, C, H, W] -> [B, S].
+
+    >>> sharp = torch.full((1, 3, 4, 4), 0.5)
+    >>> psnr_scores(torch.stack([sharp + 0.1, sharp + 0.01], dim=1), sharp)
+    tensor([[20.0000, 40.0000]])
+    """
     b, s = candidates.shape[:2]
     reference = sharp.unsqueeze(1).expand_as(candidates).flatten(0, 1)
     return psnr(candidates.clamp(0, 1).flatten(0, 1), reference).view(b, s)
@@ -129,11 +135,19 @@ def oracle_wiener(
     sharp: torch.Tensor,
     nsr_grid: torch.Tensor = ORACLE_NSR_GRID,
     score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = psnr_scores,
+    margin: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per image, the Wiener filter of `nsr_grid` that scores best against the sharp image.
+    """Per image, the Wiener filter (`wiener`) of `nsr_grid` [S] that scores best against the sharp
+    image: y, sharp [B, C, H, W], psf [B, 1 or C, kh, kw].
 
     score(candidates [B, S, C, H, W], sharp [B, C, H, W]) -> [B, S], higher is better (default PSNR).
-    Returns (restored [B, C, H, W], best nsr [B], scores [B, S] of every grid value).
+    margin: the boundary padding per side (default the PSF's larger side).
+    Returns (restored [B, C, H, W], best nsr [B] (float64), scores [B, S] of every grid value).
+
+    >>> sharp = torch.rand(2, 3, 32, 32)
+    >>> restored, best, scores = oracle_wiener(sharp, torch.full((2, 1, 5, 5), 1 / 25), sharp)
+    >>> restored.shape, best.shape, scores.shape
+    (torch.Size([2, 3, 32, 32]), torch.Size([2]), torch.Size([2, 21]))
     """
     _check_pair(y, psf)
     if sharp.shape != y.shape:
@@ -141,7 +155,7 @@ def oracle_wiener(
     grid = torch.as_tensor(nsr_grid, dtype=torch.float64).flatten()
     if grid.numel() == 0 or not bool((grid > 0).all()):
         raise ValueError("nsr_grid must hold positive values")
-    bank = wiener(y, psf, grid)
+    bank = wiener(y, psf, grid, margin)
     scores = score(bank, sharp)
     best = scores.argmax(dim=1)
     restored = bank[torch.arange(y.shape[0], device=y.device), best]
@@ -157,39 +171,40 @@ def richardson_lucy_circular(
 ) -> torch.Tensor:
     """Richardson-Lucy with circular convolution, started from 0.5 everywhere like
     skimage.restoration.richardson_lucy: x <- x * (k^T (y / (k x + eps))). Negative values of y
-    (Gaussian noise) are set to 0, since the method assumes non-negative data."""
+    (Gaussian noise) are set to 0, since the method assumes non-negative data.
+    y [B, C, H, W], psf [B, 1 or C, kh, kw] -> [B, C, H, W].
+
+    >>> flat = torch.full((1, 1, 16, 16), 0.25, dtype=torch.float64)
+    >>> x = richardson_lucy_circular(flat, torch.full((1, 1, 3, 3), 1 / 9, dtype=torch.float64), 5)
+    >>> torch.allclose(x, flat)
+    True
+    """
     _check_pair(y, psf)
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     y = y.clamp_min(0)
-    otf = real_otf(psf.to(y.dtype), y.shape[-2:])
+    otf = psf2otf(psf.to(y.dtype), y.shape[-2:], half_spectrum=True)
     x = torch.full_like(y, 0.5)
     for _ in range(iterations):
-        ratio = y / (_convolve_circular(x, otf) + eps)
-        x = x * _convolve_circular(ratio, otf.conj())
+        ratio = y / (circular_convolve(x, otf) + eps)
+        x = x * circular_convolve_adjoint(ratio, otf)
     return x
 
 
 def richardson_lucy(
     y: torch.Tensor, psf: torch.Tensor, iterations: int = RL_ITERATIONS
 ) -> torch.Tensor:
-    """`richardson_lucy_circular` with the network's boundary handling."""
+    """`richardson_lucy_circular` with the network's boundary handling: [B, C, H, W] -> [B, C, H, W].
+
+    >>> richardson_lucy(torch.rand(1, 3, 32, 32), torch.full((1, 1, 5, 5), 1 / 25), 3).shape
+    torch.Size([1, 3, 32, 32])
+    """
     _check_pair(y, psf)
     return with_boundary(lambda p, k: richardson_lucy_circular(p, k, iterations), y, psf)
 
 
 # ---------------------------------------------------------------------------------------------------
 # ADMM with a total-variation prior
-
-
-def estimate_noise_sigma(y: torch.Tensor) -> torch.Tensor:
-    """Noise standard deviation per image [B] from y [B, C, H, W]: the median absolute deviation of the
-    finest diagonal Haar detail / 0.6745 (Donoho's estimator, as skimage.restoration.estimate_sigma),
-    over all channels. Blurred images have almost no signal at that scale, so it measures the noise."""
-    h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
-    v = y[..., :h, :w]
-    detail = (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
-    return detail.flatten(1).abs().median(dim=1).values / 0.6745
 
 
 def _difference_otfs(shape: tuple[int, int], dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,7 +234,12 @@ def admm_tv_circular(
       z <- shrink(grad x + u, lam / rho)  (per pixel and channel, on the 2-vector of differences)
       u <- u + grad x - z
     lam: float or [B]; None -> TV_WEIGHT_PER_SIGMA * estimate_noise_sigma(y). rho: None ->
-    RHO_PER_LAM * lam. Starts from x = y.
+    RHO_PER_LAM * lam. Starts from x = y. y [B, C, H, W], psf [B, 1 or C, kh, kw] -> [B, C, H, W].
+
+    >>> flat = torch.full((1, 1, 16, 16), 0.25, dtype=torch.float64)
+    >>> x = admm_tv_circular(flat, torch.full((1, 1, 3, 3), 1 / 9, dtype=torch.float64), 1e-3)
+    >>> torch.allclose(x, flat)
+    True
     """
     _check_pair(y, psf)
     if iterations < 1:
@@ -233,7 +253,7 @@ def admm_tv_circular(
     threshold = lam.view(batch, 1, 1, 1) / rho
 
     shape = y.shape[-2:]
-    otf = real_otf(psf.to(y.dtype), shape)
+    otf = psf2otf(psf.to(y.dtype), shape, half_spectrum=True)
     dh, dv = _difference_otfs(shape, y.dtype, y.device)
     numerator_data = otf.conj() * torch.fft.rfft2(y)
     denominator = otf.abs().square() + rho * (dh.abs().square() + dv.abs().square())
@@ -263,8 +283,12 @@ def admm_tv(
     iterations: int = ADMM_ITERATIONS,
     weight: float = TV_WEIGHT_PER_SIGMA,
 ) -> torch.Tensor:
-    """`admm_tv_circular` with the network's boundary handling. lam: float or [B]; None -> weight *
-    estimate_noise_sigma(y) (of the unpadded y)."""
+    """`admm_tv_circular` with the network's boundary handling: [B, C, H, W] -> [B, C, H, W].
+    lam: float or [B]; None -> weight * estimate_noise_sigma(y) (of the unpadded y).
+
+    >>> admm_tv(torch.rand(1, 3, 32, 32), torch.full((1, 1, 5, 5), 1 / 25), iterations=3).shape
+    torch.Size([1, 3, 32, 32])
+    """
     _check_pair(y, psf)
     if lam is None:
         lam = weight * estimate_noise_sigma(y)
@@ -275,31 +299,11 @@ def admm_tv(
 # The paper baseline's fixed SNR
 
 
-def expected_noise_variance(
-    blurred: torch.Tensor, exposure: torch.Tensor, photons: torch.Tensor, gauss: torch.Tensor
-) -> torch.Tensor:
-    """Mean noise variance per image [B] under the Poisson-Gaussian photon model of DESIGN.md:
-    image = (Poisson(lambda T b) + N(0, sigma^2)) / (lambda T) has variance b / (lambda T) +
-    sigma^2 / (lambda T)^2 at a pixel of clean blurred value b; the mean over pixels uses mean(y) for
-    mean(b) (the noise has zero mean). exposure T, photons lambda, gauss sigma: [B] or scalars."""
-    as_float64 = {"dtype": torch.float64, "device": blurred.device}
-    scale = torch.as_tensor(photons, **as_float64) * torch.as_tensor(exposure, **as_float64)
-    sigma = torch.as_tensor(gauss, **as_float64)
-    mean_b = blurred.double().flatten(1).mean(1).clamp_min(0)
-    return mean_b / scale + sigma.square() / scale.square()
-
-
-def snr_db(sharp: torch.Tensor, noise_variance: torch.Tensor) -> torch.Tensor:
-    """SNR per image in dB [B]: 10 log10(var(sharp) / noise variance), the variance of the sharp image
-    over its pixels and channels (the signal power the Wiener filter's nsr refers to)."""
-    signal = sharp.double().flatten(1).var(1, unbiased=False)
-    return 10 * torch.log10(signal / noise_variance)
-
-
 def average_snr_db(snr_values_db: torch.Tensor) -> float:
-    """The dataset's average SNR: the mean of the per-image SNRs in dB (a geometric mean of ratios)."""
+    """The dataset's average SNR: the mean of the per-image SNRs in dB [N] (a geometric mean of
+    ratios); the paper baseline's nsr is `pydeblur.noise.snr_to_nsr` of it.
+
+    >>> average_snr_db(torch.tensor([10.0, 30.0]))
+    20.0
+    """
     return float(torch.as_tensor(snr_values_db, dtype=torch.float64).mean())
-
-
-def nsr_from_snr_db(value_db: float) -> float:
-    return float(10 ** (-value_db / 10))

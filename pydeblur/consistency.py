@@ -7,18 +7,16 @@ Given the estimate x0 of a network, the blurred image y and its PSF k, the solut
 is, in the Fourier domain, X = (conj(K) Y + lam X0) / (|K|^2 + lam) with lam = strength * sigma^2:
 frequencies that the blur keeps well above the noise come from the data, the others from x0.
 `strength` is 1 / (the variance of x0's error); sigma is the noise of y, estimated from y itself
-(`pydeblur.baselines.estimate_noise_sigma`) unless given. Like the Wiener features, the solve runs
-on a canvas made periodic by `pydeblur.boundary.pad_periodic`, so image borders do not ring.
+(`pydeblur.noise.estimate_noise_sigma`) unless given. The solve is `pydeblur.physics.data_term_prox`;
+like the Wiener features, it runs on a canvas made periodic by `pydeblur.boundary.pad_periodic`, so
+image borders do not ring.
 """
 
 import torch
 
-from pydeblur.baselines import estimate_noise_sigma
 from pydeblur.boundary import crop, pad_periodic
-from pydeblur.ops import psf2otf
-
-MIN_SIGMA = 1 / (255 * 12**0.5)
-"""The standard deviation of 8-bit rounding, the floor of any photo's noise (~0.0011)."""
+from pydeblur.noise import MIN_SIGMA, estimate_noise_sigma
+from pydeblur.physics import data_term_prox, psf2otf
 
 
 def data_consistency(
@@ -35,6 +33,11 @@ def data_consistency(
         values under MIN_SIGMA are raised to it.
     Returns [B, C, H, W] in estimate's dtype; computed in float64 (the division by |K|^2 + lam
     reaches ~1e-6 at low noise); differentiable.
+
+    >>> blurred = torch.rand(2, 3, 32, 32)
+    >>> psf = torch.full((2, 1, 5, 5), 1 / 25)
+    >>> data_consistency(blurred, blurred, psf, strength=1e4).shape
+    torch.Size([2, 3, 32, 32])
     """
     if estimate.dim() != 4 or estimate.shape != blurred.shape:
         raise ValueError(
@@ -54,11 +57,7 @@ def data_consistency(
     sigma = sigma.clamp_min(MIN_SIGMA)
     kh, kw = psf.shape[-2:]
     canvas_y, padding = pad_periodic(blurred.double(), (kh, kw))
-    height, width = canvas_y.shape[-2:]
-    otf = psf2otf(psf.double(), (height, width))[..., : width // 2 + 1]  # real images: half spectra
+    otf = psf2otf(psf.double(), canvas_y.shape[-2:], half_spectrum=True)
     lam = (strength * sigma.double() ** 2).reshape(-1, 1, 1, 1)
-    spectrum = otf.conj() * torch.fft.rfft2(canvas_y)
-    del canvas_y
-    spectrum += lam * torch.fft.rfft2(pad_periodic(estimate.double(), (kh, kw))[0])
-    spectrum /= otf.abs() ** 2 + lam
-    return crop(torch.fft.irfft2(spectrum, s=(height, width)), padding).to(estimate.dtype)
+    canvas_x0 = pad_periodic(estimate.double(), (kh, kw))[0]
+    return crop(data_term_prox(canvas_x0, canvas_y, otf, lam), padding).to(estimate.dtype)

@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pydeblur.atomic import atomic_path, write_text
-from pydeblur.degrade import GAUSS, PHOTONS, add_photon_noise, blur_valid, valid_offset
+from pydeblur.degrade import blur_valid, valid_offset
 from pydeblur.io import read_image, to_integer
+from pydeblur.noise import GAUSS, PHOTONS, add_photon_noise
 from pydeblur.psf import EXPOSURES, TrajectoryParams, make_psfs
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")

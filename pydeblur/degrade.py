@@ -1,4 +1,5 @@
-"""Synthetic degradation: motion blur by true linear convolution, then Boracchi-Foi photon noise.
+"""Synthetic degradation: motion blur by true linear convolution, then Boracchi-Foi photon noise
+(`pydeblur.noise.add_photon_noise`).
 
 Convention (DESIGN.md): a PSF [kh, kw] has its centre at element (kh // 2, kw // 2) and blurring is
 convolution, not correlation:
@@ -9,14 +10,15 @@ convolution, not correlation:
 whose whole support lies inside it (the "valid" region), so the borders are those of a real photo, not
 periodic or padded. The sharp image aligned with the output is `padded[..., o:o + H, p:p + W]` with
 (o, p) = `valid_offset(kh, kw)` = ((kh - 1) // 2, (kw - 1) // 2). This is the circular model of
-`pydeblur.ops.wiener_bank` (psf2otf with MATLAB's centring) restricted to pixels that do not wrap, so
+`pydeblur.physics` (psf2otf with MATLAB's centring) restricted to pixels that do not wrap, so
 deconvolving with the same PSF gives the sharp image back with no shift or flip.
 
 The convolution is an FFT product at a fast FFT size at least the padded crop's: the circular
 wrap-around only reaches the first kh - 1 rows and kw - 1 columns, which are cut off, so the result
-is the exact linear convolution up to float rounding (about 1e-7 relative in float32), and its cost does not grow with the PSF size:
-for 8 images of 3x289x289 and 34x34 kernels it took 65-100 ms against 215-250 ms for the grouped
-conv2d peer (one thread, busy shared machine; benchmarks/test_bench_data.py).
+is the exact linear convolution up to float rounding (about 1e-7 relative in float32), and its cost
+does not grow with the PSF size: for 8 images of 3x289x289 and 34x34 kernels it took 65-100 ms
+against 215-250 ms for the grouped conv2d peer (one thread, busy shared machine;
+benchmarks/test_bench_data.py).
 """
 
 import numpy as np
@@ -25,12 +27,15 @@ import torch
 import torch.nn.functional as F
 from scipy.fft import next_fast_len
 
-PHOTONS = 2048.0
-GAUSS = 0.05
+from pydeblur.noise import GAUSS, PHOTONS, add_photon_noise
 
 
 def valid_offset(kh: int, kw: int) -> tuple[int, int]:
-    """(row, column) of the output's pixel (0, 0) in the padded sharp crop."""
+    """(row, column) of the output's pixel (0, 0) in the padded sharp crop.
+
+    >>> valid_offset(34, 33)
+    (16, 16)
+    """
     return (kh - 1) // 2, (kw - 1) // 2
 
 
@@ -59,6 +64,9 @@ def blur_valid(padded, psf):
     with scipy.fft on one thread, so the result is bit-for-bit the same in every process whatever the
     thread settings (torch's multi-threaded CPU FFT rounds differently with different thread counts);
     the datasets rely on that.
+
+    >>> blur_valid(torch.rand(2, 3, 20, 24), torch.full((5, 9), 1 / 45)).shape
+    torch.Size([2, 3, 16, 16])
     """
     is_numpy = isinstance(padded, np.ndarray)
     if padded.ndim != 4 or not (
@@ -89,7 +97,11 @@ def blur_valid(padded, psf):
 
 def pad_for_blur(image: torch.Tensor, kh: int, kw: int, mode: str = "reflect") -> torch.Tensor:
     """Extend [B, C, H, W] to [B, C, H + kh - 1, W + kw - 1] so `blur_valid` returns H x W aligned
-    with `image` (used where no larger sharp crop exists, e.g. the `pydeblur blur` command)."""
+    with `image` (used where no larger sharp crop exists, e.g. the `pydeblur blur` command).
+
+    >>> pad_for_blur(torch.rand(1, 3, 16, 16), 5, 4).shape
+    torch.Size([1, 3, 20, 19])
+    """
     top, left = valid_offset(kh, kw)
     if mode == "reflect" and (kh // 2 >= image.shape[-2] or kw // 2 >= image.shape[-1]):
         raise ValueError(
@@ -97,45 +109,6 @@ def pad_for_blur(image: torch.Tensor, kh: int, kw: int, mode: str = "reflect") -
             f"reflection for a {kh}x{kw} kernel (more than half the kernel's size is needed)"
         )
     return F.pad(image, (left, kw - 1 - left, top, kh - 1 - top), mode=mode)
-
-
-def _per_image(value, batch: int, like: torch.Tensor, name: str) -> torch.Tensor:
-    """A float or [B] sequence/tensor as a [B, 1, 1, 1] tensor of `like`'s dtype and device."""
-    t = torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1)
-    if t.numel() not in (1, batch):
-        raise ValueError(f"{name} must be one number or {batch} numbers, got {t.numel()}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return t.expand(batch).reshape(batch, 1, 1, 1)
-
-
-def add_photon_noise(
-    clean: torch.Tensor,
-    photons=PHOTONS,
-    exposure=1.0,
-    gauss=GAUSS,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Boracchi-Foi Poisson-Gaussian noise: z = Poisson(lambda T clean) + N(0, sigma^2), return
-    z / (lambda T).
-
-    clean: [B, C, H, W] intensities (negative values, float rounding of a convolution, count as 0).
-    photons (lambda, photons at intensity 1 for the full exposure), exposure (T) and gauss (sigma, in
-    photons) are numbers or one per image ([B]). The result has mean `clean` and variance
-    clean / (lambda T) + (sigma / (lambda T))^2. generator: a torch.Generator on clean's device.
-    """
-    batch = clean.shape[0]
-    scale = _per_image(photons, batch, clean, "photons") * _per_image(
-        exposure, batch, clean, "exposure"
-    )
-    sigma = _per_image(gauss, batch, clean, "gauss")
-    if bool((scale <= 0).any()) or bool((sigma < 0).any()):
-        raise ValueError("photons and exposure must be positive and gauss non-negative")
-    counts = torch.poisson(clean.clamp(min=0) * scale, generator=generator)
-    read_noise = torch.randn(
-        clean.shape, generator=generator, dtype=clean.dtype, device=clean.device
-    )
-    return (counts + sigma * read_noise) / scale
 
 
 def degrade(
@@ -150,6 +123,9 @@ def degrade(
 
     padded: [B, C, H + kh - 1, W + kw - 1] sharp, psf [kh, kw] / [B, 1, kh, kw] / [B, C, kh, kw]
     -> blurred [B, C, H, W], aligned with padded[..., o:o + H, p:p + W], (o, p) = valid_offset(kh, kw).
+
+    >>> degrade(torch.rand(1, 3, 20, 20), torch.full((5, 5), 1 / 25), generator=torch.Generator()).shape
+    torch.Size([1, 3, 16, 16])
     """
     blurred = blur_valid(padded, psf)
     if photons is None:

@@ -3,36 +3,14 @@
 blurred [B, 3, H, W], psf [B, 1, kh, kw] -> features [B, 3 + 3 S, H, W]: channels 0..2 are the blurred
 image, channels 3 + 3 s .. 5 + 3 s the Wiener deconvolution at the s-th noise-to-signal ratio. The
 image is padded with `pydeblur.boundary.pad_periodic` before the (circular) Wiener bank and cropped
-after, so that real, non-periodic photos do not ring at their borders.
+after, so that real, non-periodic photos do not ring at their borders. The noise-to-signal ratios
+come from `pydeblur.noise.snr_to_nsr` (the paper's SNRs: `pydeblur.noise.PAPER_SNR_DB`).
 """
-
-from collections.abc import Sequence
 
 import torch
 
 from pydeblur import ops
 from pydeblur.boundary import crop, pad_periodic
-
-PAPER_SNR_DB: tuple[float, ...] = tuple(float(v) for v in range(9, 66, 4))
-"""The paper's 15 assumed SNRs: 9, 13, ..., 65."""
-
-
-def nsr_values(snr: Sequence[float], mode: str = "db") -> torch.Tensor:
-    """Noise-to-signal ratios for the assumed SNRs [S] -> [S] (float64).
-
-    mode "db": nsr = 10^(-snr/10) (DESIGN.md); mode "linear": nsr = 1/snr (how the paper's MATLAB
-    code read the same numbers).
-    """
-    values = torch.tensor([float(v) for v in snr], dtype=torch.float64)
-    if values.numel() == 0:
-        raise ValueError("snr must hold at least one value")
-    if mode == "db":
-        return 10.0 ** (-values / 10.0)
-    if mode == "linear":
-        if bool((values <= 0).any()):
-            raise ValueError(f"snr values read as linear ratios must be positive, got {snr}")
-        return 1.0 / values
-    raise ValueError(f"mode must be 'db' or 'linear', got {mode!r}")
 
 
 def wiener_features(
@@ -45,6 +23,10 @@ def wiener_features(
 
     Returns [B, 3 + 3 S, H, W] in blurred's dtype. margin: the boundary padding on each side (default:
     the PSF's larger side). Gradients flow to nsr (learnable SNRs) and to blurred.
+
+    >>> nsr = torch.tensor([0.1, 0.01], dtype=torch.float64)
+    >>> wiener_features(torch.rand(2, 3, 32, 32), torch.full((2, 1, 5, 5), 1 / 25), nsr).shape
+    torch.Size([2, 9, 32, 32])
     """
     if blurred.dim() != 4:
         raise ValueError(f"blurred must be [B, C, H, W], got shape {tuple(blurred.shape)}")
@@ -65,5 +47,9 @@ def wiener_features(
 
 
 def feature_channels(num_snr: int, image_channels: int = 3) -> int:
-    """Channels of `wiener_features`: the image and one deconvolution per SNR."""
+    """Channels of `wiener_features`: the image and one deconvolution per SNR.
+
+    >>> feature_channels(15)
+    48
+    """
     return image_channels * (1 + num_snr)

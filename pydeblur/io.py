@@ -34,23 +34,27 @@ def _check_whole(path: Path, max_pixels: int | None) -> None:
             warnings.simplefilter("ignore")  # Pillow warns of what it tolerates: decoding decides
             with Image.open(path) as image:
                 width, height = image.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise ValueError(
-                        f"{path}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the "
-                        f"limit of {max_pixels / 1e6:g} (raise it with max_pixels= / --max-pixels)"
-                    )
-                if image.format == "PNG":
-                    image.verify()  # every chunk's checksum and the end of the stream, without decoding
+                too_large = max_pixels is not None and width * height > max_pixels
+                if too_large:
+                    pass
+                elif image.format == "PNG":
+                    image.verify()  # every chunk's checksum and the stream's end, without decoding
                 else:
                     image.load()  # a full decode: a truncated JPEG or TIFF raises here
     except UnidentifiedImageError as error:
         raise ValueError(
             f"cannot read {path} as an image (not a PNG, JPEG or TIFF file, or its header is damaged)"
         ) from error
-    except (OSError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{path}: the image data is truncated or corrupt ({error})") from error
+    except Exception as error:  # Pillow's decoders raise OSError, ValueError, SyntaxError, ...
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"{path}: the image data is truncated or corrupt ({reason})") from error
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+    if too_large:
+        raise ValueError(
+            f"{path}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:g} (raise it with max_pixels= / --max-pixels)"
+        )
 
 
 def read_image(
@@ -62,9 +66,10 @@ def read_image(
     Raises FileNotFoundError, or ValueError naming the file for anything that is not a whole 8- or
     16-bit image of at most `max_pixels` pixels (None: no limit of ours).
 
-    >>> image, sample_type = read_image(Path(__file__).parent / "assets" / "demo.png")
+    >>> import pydeblur
+    >>> image, sample_type = read_image(pydeblur.DEMO_PHOTO)
     >>> image.shape, image.dtype, sample_type
-    ((256, 256, 3), dtype('float32'), dtype('uint8'))
+    ((320, 384, 3), dtype('float32'), dtype('uint8'))
     """
     path = Path(path)
     if not path.is_file():

@@ -143,8 +143,8 @@ def _from_batch(colour: torch.Tensor, alpha: torch.Tensor | None, form: _Form):
 
 def _as_psf(psf, image_shape: tuple[int, int]) -> torch.Tensor:
     """A kernel as [kh, kw] float32 summing to 1, from an array, a tensor or a kernel file, validated
-    by `pydeblur.psf.check_psf` (2-D, finite, non-negative, positive sum, no larger than the image)."""
-    from pydeblur.psf import check_psf, read_psf
+    by `pydeblur.kernel_io.check_psf` (2-D, finite, non-negative, positive sum, no larger than the image)."""
+    from pydeblur.kernel_io import check_psf, read_psf
 
     if isinstance(psf, (str, os.PathLike)):
         psf = read_psf(psf)
@@ -186,7 +186,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, stamp: float | None, device: torch.device) -> torch.nn.Module:
-    from pydeblur.model import load_model
+    from pydeblur.weights_io import load_model
 
     return load_model(name, device).eval()
 
@@ -195,7 +195,7 @@ def resolve_model(
     model: str | os.PathLike | torch.nn.Module, device: torch.device
 ) -> torch.nn.Module:
     """A network on `device`: a module as given (moved there if it lives elsewhere), or a shipped
-    name or weights file loaded by `pydeblur.model.load_model` (in eval mode).
+    name or weights file loaded by `pydeblur.weights_io.load_model` (in eval mode).
 
     Loaded models are cached per (name or path, file time, device), so repeated calls do not reload.
     """
@@ -342,7 +342,7 @@ class Deblurrer:
         out = tiling.run_tiled(lambda part: network(part.to(self.device), psf), rgb, tile, overlap)
         if net is None or not net.refines:
             return out
-        from pydeblur.baselines import estimate_noise_sigma
+        from pydeblur.noise import estimate_noise_sigma
 
         sigma = estimate_noise_sigma(rgb).to(self.device)
         channels = [

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from pydeblur.cli.demo_cmd import make_example
-from pydeblur.model import CONFIGS, DeblurNet, save_weights
+from pydeblur.model import CONFIGS, DeblurNet
+from pydeblur.weights_io import save_weights
 
 
 @pytest.fixture(scope="module")

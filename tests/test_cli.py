@@ -11,7 +11,7 @@ import torch
 
 from pydeblur.cli import main
 from pydeblur.cli.demo_cmd import make_example
-from pydeblur.model import WEIGHTS_DIR
+from pydeblur.weights_io import WEIGHTS_DIR
 from tests.helpers import REPO, deblur_args
 
 needs_default = pytest.mark.skipif(

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from pydeblur.consistency import MIN_SIGMA, data_consistency
+from pydeblur.consistency import data_consistency
 from pydeblur.degrade import degrade, valid_offset
 from pydeblur.metrics import psnr
 from pydeblur.model import CONFIGS, DeblurNet, ModelConfig
+from pydeblur.noise import MIN_SIGMA
 from pydeblur.restore import deblur
 from pydeblur.tiling import run_tiled
 

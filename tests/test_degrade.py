@@ -1,17 +1,12 @@
-"""Blur by valid linear convolution and Poisson-Gaussian photon noise."""
+"""Blur by valid linear convolution, then photon noise (tested in tests/test_noise.py)."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pydeblur.degrade import (
-    add_photon_noise,
-    blur_valid,
-    degrade,
-    pad_for_blur,
-    valid_offset,
-)
+from pydeblur.degrade import blur_valid, degrade, pad_for_blur, valid_offset
+from pydeblur.noise import add_photon_noise
 from pydeblur.psf import TrajectoryParams, make_psfs
 from tests.helpers import cpu_and_cuda
 
@@ -82,42 +77,15 @@ def test_too_small_for_reflection_is_a_clear_error():
         pad_for_blur(torch.rand(1, 3, 16, 40), 34, 34)
 
 
-@pytest.mark.parametrize("device", cpu_and_cuda())
-def test_noise_is_seeded(device):
-    clean = torch.full((2, 3, 16, 16), 0.5, device=device)
-    a = add_photon_noise(clean, generator=torch.Generator(device).manual_seed(3))
-    b = add_photon_noise(clean, generator=torch.Generator(device).manual_seed(3))
-    c = add_photon_noise(clean, generator=torch.Generator(device).manual_seed(4))
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert not torch.equal(a, c)
-    assert a.shape == clean.shape and a.dtype == clean.dtype and a.device == clean.device
-
-
-@pytest.mark.parametrize("device", cpu_and_cuda())
-@pytest.mark.parametrize(("photons", "exposure", "gauss"), [(2048.0, 1.0, 0.05), (100.0, 0.5, 5.0)])
-def test_noise_statistics_follow_the_photon_model(device, photons, exposure, gauss):
-    level = torch.tensor([0.05, 0.3, 0.9], dtype=torch.float64, device=device)
-    clean = level.reshape(3, 1, 1, 1).expand(3, 1, 400, 500).contiguous()
-    generator = torch.Generator(device).manual_seed(0)
-    noisy = add_photon_noise(clean, photons, exposure, gauss, generator).flatten(1)
-    scale = photons * exposure
-    expected_var = level / scale + (gauss / scale) ** 2
-    n = noisy.shape[1]
-    # mean within 5 standard errors, variance within 5 standard errors (~sqrt(2/n) relative)
-    assert torch.all((noisy.mean(1) - level).abs() < 5 * (expected_var / n).sqrt())
-    torch.testing.assert_close(noisy.var(1), expected_var, rtol=5 * (2 / n) ** 0.5, atol=0)
-
-
-def test_per_image_noise_levels_and_no_noise():
-    clean = torch.full((2, 1, 300, 300), 0.5, dtype=torch.float64)
-    noisy = add_photon_noise(clean, photons=[100.0, 10000.0], exposure=1.0, gauss=0.0)
-    var = noisy.flatten(1).var(1)
-    torch.testing.assert_close(
-        var, torch.tensor([0.005, 0.00005], dtype=torch.float64), rtol=0.05, atol=0
-    )
+def test_degrade_is_blur_then_photon_noise():
     padded = torch.rand(1, 3, 20, 20)
     psf = torch.full((5, 5), 1 / 25)
     torch.testing.assert_close(degrade(padded, psf, photons=None), blur_valid(padded, psf))
+    noisy = degrade(padded, psf, 100.0, 0.5, 1.0, torch.Generator().manual_seed(7))
+    expected = add_photon_noise(
+        blur_valid(padded, psf), 100.0, 0.5, 1.0, torch.Generator().manual_seed(7)
+    )
+    torch.testing.assert_close(noisy, expected, rtol=0, atol=0)
 
 
 def test_bad_arguments_are_named():
@@ -129,9 +97,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="padded must be"):
         blur_valid(torch.rand(3, 20, 20), torch.rand(3, 3))
     with pytest.raises(ValueError, match="photons must be one number or 2"):
-        add_photon_noise(padded, photons=[1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="positive"):
-        add_photon_noise(padded, photons=0.0)
+        degrade(padded, torch.rand(3, 3), photons=[1.0, 2.0, 3.0])
 
 
 @pytest.mark.parametrize("size", [34, 33])
@@ -159,7 +125,7 @@ def test_wiener_bank_inverts_degrade_with_no_shift_or_flip(size):
 def test_blur_command_keeps_size_and_depth(tmp_path):
     from pydeblur.cli import main
     from pydeblur.io import read_image, write_image
-    from pydeblur.psf import write_psf
+    from pydeblur.kernel_io import write_psf
 
     g = np.random.default_rng(0)
     write_image(tmp_path / "sharp.png", g.random((60, 70, 3)), dtype=np.uint16)

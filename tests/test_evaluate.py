@@ -101,7 +101,8 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path):
     needs_data("levin")
     needs_data("kodak")
     from pydeblur.datasets import BlurredCrops, save_test_set
-    from pydeblur.model import DeblurNet, save_weights
+    from pydeblur.model import DeblurNet
+    from pydeblur.weights_io import save_weights
     from training.evaluate import main
 
     photo = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".png"))[0]

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pydeblur.io import read_image
-from pydeblur.psf import read_psf, write_psf
+from pydeblur.kernel_io import read_psf, write_psf
 
 FUZZ = settings(
-    max_examples=250,
+    max_examples=400,
     deadline=5000,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -6,16 +6,10 @@ import math
 import pytest
 import torch
 
-from pydeblur.features import PAPER_SNR_DB, nsr_values, wiener_features
-from pydeblur.model import (
-    CONFIGS,
-    ContextBranch,
-    DeblurNet,
-    ModelConfig,
-    load_model,
-    read_card,
-    save_weights,
-)
+from pydeblur.features import wiener_features
+from pydeblur.model import CONFIGS, ContextBranch, DeblurNet, ModelConfig
+from pydeblur.noise import PAPER_SNR_DB, snr_to_nsr
+from pydeblur.weights_io import load_model, read_card, save_weights
 
 
 def inputs(batch=2, size=32, psf_size=7, seed=0):
@@ -63,7 +57,7 @@ def test_bf16_autocast_runs_the_network_in_bf16_and_the_features_in_float32():
 
 def test_features_stack_blurred_then_one_wiener_image_per_snr():
     blurred, psf = inputs(size=24, psf_size=5)
-    nsr = nsr_values([10.0, 30.0])
+    nsr = snr_to_nsr([10.0, 30.0])
     feats = wiener_features(blurred, psf, nsr)
     assert feats.shape == (2, 9, 24, 24)
     torch.testing.assert_close(feats[:, :3], blurred)
@@ -73,13 +67,13 @@ def test_features_stack_blurred_then_one_wiener_image_per_snr():
 
 def test_snr_modes():
     torch.testing.assert_close(
-        nsr_values([10.0, 20.0]), torch.tensor([0.1, 0.01], dtype=torch.float64)
+        snr_to_nsr([10.0, 20.0]), torch.tensor([0.1, 0.01], dtype=torch.float64)
     )
     torch.testing.assert_close(
-        nsr_values([10.0, 20.0], "linear"), torch.tensor([0.1, 0.05], dtype=torch.float64)
+        snr_to_nsr([10.0, 20.0], "linear"), torch.tensor([0.1, 0.05], dtype=torch.float64)
     )
     with pytest.raises(ValueError, match="mode"):
-        nsr_values([10.0], "log")
+        snr_to_nsr([10.0], "log")
     linear = DeblurNet(
         ModelConfig(blocks=0, channels=4, kernel_size=3, dropout=0.0, snr_mode="linear")
     )

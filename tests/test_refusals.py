@@ -18,7 +18,7 @@ import pydeblur.restore
 from pydeblur.atomic import PARTIAL_SUFFIX
 from pydeblur.cli import main
 from pydeblur.io import read_image, write_image
-from pydeblur.psf import read_psf
+from pydeblur.kernel_io import read_psf
 from pydeblur.restore import deblur
 from tests.helpers import deblur_args
 

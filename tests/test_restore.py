@@ -10,8 +10,9 @@ import torch
 
 from pydeblur.cli.demo_cmd import make_example
 from pydeblur.metrics import psnr
-from pydeblur.model import CONFIGS, WEIGHTS_DIR, DeblurNet, save_weights
+from pydeblur.model import CONFIGS, DeblurNet
 from pydeblur.restore import deblur
+from pydeblur.weights_io import WEIGHTS_DIR, save_weights
 from tests.helpers import REPO
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
@@ -290,7 +291,7 @@ def test_import_pydeblur_is_light_and_deblur_is_exported():
 
 
 def test_one_kernel_validation_and_one_device_and_model_resolution_per_call(monkeypatch, example):
-    import pydeblur.psf
+    import pydeblur.kernel_io
     import pydeblur.restore
     from pydeblur.ops import _checks
 
@@ -305,7 +306,7 @@ def test_one_kernel_validation_and_one_device_and_model_resolution_per_call(monk
 
         monkeypatch.setattr(module, name, wrapper)
 
-    counting(pydeblur.psf, "check_psf")
+    counting(pydeblur.kernel_io, "check_psf")
     counting(pydeblur.restore, "resolve_device")
     counting(pydeblur.restore, "resolve_model")
     run = _checks.ValueChecks.run

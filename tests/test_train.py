@@ -17,7 +17,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from pydeblur.model import CONFIGS, DeblurNet, load_model, read_card
+from pydeblur.model import CONFIGS, DeblurNet
+from pydeblur.weights_io import load_model, read_card
 from training.configs import RECIPES
 from training.train import (
     LOSSES,

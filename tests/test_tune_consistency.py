@@ -2,7 +2,8 @@ import json
 
 import torch
 
-from pydeblur.model import DeblurNet, load_model, save_weights
+from pydeblur.model import DeblurNet
+from pydeblur.weights_io import load_model, save_weights
 from tests.helpers import needs_data
 from training import tune_consistency
 

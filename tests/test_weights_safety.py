@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from pydeblur.model import (
+from pydeblur.model import CONFIGS, DeblurNet, ModelConfig
+from pydeblur.weights_io import (
     _FIELD_CHECKS,
-    CONFIGS,
     FORMAT,
     MAX_BLOCKS,
     MAX_CHANNELS,
@@ -26,8 +26,6 @@ from pydeblur.model import (
     MAX_IMAGE_CHANNELS,
     MAX_KERNEL_SIZE,
     MAX_SNRS,
-    DeblurNet,
-    ModelConfig,
     _checked_config,
     _tensor_shapes,
     card_path,

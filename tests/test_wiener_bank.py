@@ -5,7 +5,9 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from pydeblur.ops import PAPER_SNR_DB, psf2otf, skip_value_checks, wiener_bank
+from pydeblur.noise import PAPER_SNR_DB
+from pydeblur.ops import skip_value_checks, wiener_bank
+from pydeblur.physics import psf2otf
 from tests.helpers import cpu_and_cuda
 
 
@@ -177,7 +179,7 @@ def test_opcheck(device):
     grad = torch.rand(2, 2, 3, 10, 12, dtype=torch.float64, device=device)
     for mask in ([True, True, True], [True, False, False], [False, True, True]):
         torch.library.opcheck(
-            torch.ops.pydeblur.wiener_bank_backward.default,
+            torch.ops.pydeblur._wiener_bank_backward.default,
             (grad, y.detach(), psf.detach(), nsr.detach(), mask),
         )
 
@@ -256,11 +258,62 @@ def test_value_checks_read_the_device_once(monkeypatch):
     )  # y, psf (finite, sign, sum), snr_db, nsr (finite, sign)
 
 
-def test_direct_op_call_checks_shapes():
-    with pytest.raises(RuntimeError, match="psf batch size"):
-        torch.ops.pydeblur.wiener_bank(
-            torch.rand(2, 1, 8, 8), torch.rand(3, 1, 3, 3), torch.ones(1)
+def _direct_inputs(device, **changes):
+    inputs = dict(y=torch.rand(2, 3, 8, 8), psf=torch.ones(1, 1, 3, 3) / 9, nsr=torch.ones(2) / 10)
+    return {name: t.to(device) for name, t in (inputs | changes).items()}
+
+
+# Direct calls of the compiled operators skip the Python wrapper: C++ checks what its kernels index
+# memory by, and raises ValueError (TORCH_CHECK_VALUE), not RuntimeError.
+DIRECT_BAD_INPUTS = [
+    (dict(y=torch.rand(3, 8, 8)), r"y must be \[B, C, H, W\]"),
+    (dict(psf=torch.ones(3, 3)), r"psf must be \[Pb, Pc, kh, kw\]"),
+    (dict(nsr=torch.ones(1, 2)), r"nsr must be \[S\]"),
+    (dict(nsr=torch.ones(0)), r"nsr must be \[S\] with S >= 1"),
+    (dict(y=torch.ones(2, 3, 8, 8, dtype=torch.int32)), "y must be float32 or float64"),
+    (dict(psf=torch.ones(1, 1, 3, 3, dtype=torch.float64)), "one dtype"),
+    (dict(psf=torch.ones(3, 1, 3, 3)), "psf batch size 3 must be 1 or that of y"),
+    (dict(psf=torch.ones(1, 2, 3, 3)), "psf channels 2 must be 1 or those of y"),
+    (dict(psf=torch.ones(1, 1, 9, 3)), "larger than the image"),
+    (dict(psf=torch.ones(1, 1, 0, 3)), "psf is empty"),
+]
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize(("changes", "match"), DIRECT_BAD_INPUTS)
+def test_direct_op_call_raises_value_error_on_bad_shapes(device, changes, match):
+    inputs = _direct_inputs(device, **changes)
+    with pytest.raises(ValueError, match=match):
+        torch.ops.pydeblur.wiener_bank(**inputs)
+    grad = torch.zeros(2, 2, 3, 8, 8, device=device)
+    with pytest.raises(ValueError, match=match):
+        torch.ops.pydeblur._wiener_bank_backward(grad, **inputs, output_mask=[True] * 3)
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+@pytest.mark.parametrize(
+    ("grad", "match"),
+    [
+        (torch.zeros(2, 2, 3, 8), r"grad must be \[B, S, C, H, W\]"),
+        (torch.zeros(2, 1, 3, 8, 8), r"grad must be \[B, S, C, H, W\]"),
+        (torch.zeros(2, 2, 3, 8, 8, dtype=torch.float64), "grad must have the dtype of y"),
+    ],
+)
+def test_direct_backward_call_checks_grad(device, grad, match):
+    with pytest.raises(ValueError, match=match):
+        torch.ops.pydeblur._wiener_bank_backward(
+            grad.to(device), **_direct_inputs(device), output_mask=[True] * 3
         )
+
+
+@pytest.mark.cuda
+def test_direct_op_call_checks_devices():
+    inputs = _direct_inputs("cuda")
+    with pytest.raises(ValueError, match="one device"):
+        torch.ops.pydeblur.wiener_bank(inputs["y"], inputs["psf"].cpu(), inputs["nsr"])
+    grad = torch.zeros(2, 2, 3, 8, 8)
+    with pytest.raises(ValueError, match="grad is on cpu"):
+        torch.ops.pydeblur._wiener_bank_backward(grad, **inputs, output_mask=[True] * 3)
 
 
 @pytest.mark.cuda

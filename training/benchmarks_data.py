@@ -48,11 +48,11 @@ def exposure_label(exposure: float) -> str:
 
 def paper_items(test_set_path: str | Path, limit: int | None = None) -> list[dict]:
     """Items of the fixed test set, grouped by exposure. Noise variance from the photon model
-    (`pydeblur.baselines.expected_noise_variance`) with each item's exposure, photons and gauss.
+    (`pydeblur.noise.expected_noise_variance`) with each item's exposure, photons and gauss.
     limit: about `limit` items, all exposures of ceil(limit / exposures) crops spread evenly over the
     test set (so over its photos)."""
-    from pydeblur.baselines import expected_noise_variance
     from pydeblur.datasets import load_test_set
+    from pydeblur.noise import expected_noise_variance
 
     dataset = load_test_set(test_set_path)
     per_crop = dataset.per_crop
@@ -95,10 +95,10 @@ def levin_kernels(folder: str | Path = DATA / "levin") -> list[torch.Tensor]:
 def levin_items(folder: str | Path = DATA / "levin", limit: int | None = None) -> list[dict]:
     """The 32 captured blurred images (greyscale, [1, 255, 255]) with their ground truth and kernels,
     grouped by kernel. The noise variance is estimated from each blurred image
-    (`pydeblur.baselines.estimate_noise_sigma`), the benchmark has no noise model.
+    (`pydeblur.noise.estimate_noise_sigma`), the benchmark has no noise model.
     Ordered so that every prefix is balanced: round r = 0..7 pairs image i with kernel (2 i + r) mod 8,
     so the first 8 items hold every kernel once and every image twice."""
-    from pydeblur.baselines import estimate_noise_sigma
+    from pydeblur.noise import estimate_noise_sigma
 
     folder = Path(folder)
     kernels = levin_kernels(folder)

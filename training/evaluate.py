@@ -28,6 +28,7 @@ import torch
 from pydeblur import baselines
 from pydeblur.atomic import write_text
 from pydeblur.metrics import psnr
+from pydeblur.noise import signal_to_noise_db, snr_to_nsr
 from training import benchmarks_data
 
 SETS = ("paper", "levin", "kodak", "levin-synthetic")
@@ -120,12 +121,12 @@ def set_nsr(items: list[dict]) -> tuple[float, float]:
     sharp = [item["sharp"][None] for item in items]
     values = torch.cat(
         [
-            baselines.snr_db(s, torch.tensor([item["noise_var"]], dtype=torch.float64))
+            signal_to_noise_db(s, torch.tensor([item["noise_var"]], dtype=torch.float64))
             for s, item in zip(sharp, items, strict=True)
         ]
     )
     average = baselines.average_snr_db(values)
-    return average, baselines.nsr_from_snr_db(average)
+    return average, float(snr_to_nsr(average))
 
 
 class SetWiener:
@@ -207,7 +208,7 @@ def calibrate(items: list[dict], device: torch.device, log=print) -> dict:
 def model_method(name_or_path: str, device: torch.device, batch_size: int) -> tuple[Method, dict]:
     """A model as a table row, labelled by its model card ("name", else folder/stem of the file); greyscale
     inputs are replicated to 3 channels and the output's channels averaged."""
-    from pydeblur.model import load_model, read_card, resolve_weights
+    from pydeblur.weights_io import load_model, read_card, resolve_weights
 
     model = load_model(name_or_path, device=device)
     path = resolve_weights(name_or_path)

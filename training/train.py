@@ -32,7 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pydeblur.atomic import atomic_path, remove_leftovers, save_figure
 from pydeblur.metrics import psnr
-from pydeblur.model import CONFIGS, DeblurNet, ModelConfig, save_weights
+from pydeblur.model import CONFIGS, DeblurNet, ModelConfig
+from pydeblur.weights_io import save_weights
 from training.configs import RECIPES
 
 LOSSES = ("l2", "psnr", "ssim", "l2-then-ssim", "mix")

@@ -20,7 +20,8 @@ from tqdm import tqdm
 from pydeblur import datasets
 from pydeblur.consistency import data_consistency
 from pydeblur.metrics import psnr
-from pydeblur.model import DeblurNet, load_model, read_card, save_weights
+from pydeblur.model import DeblurNet
+from pydeblur.weights_io import load_model, read_card, save_weights
 
 DEFAULT_GRID = (5e3, 1e4, 2e4, 3e4, 5e4)
 NOISE_LEVELS = {

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pydeblur.degrade import GAUSS, PHOTONS, degrade, pad_for_blur
+from pydeblur.degrade import degrade, pad_for_blur
 from pydeblur.io import check_image_path, read_image, write_image
-from pydeblur.psf import read_psf
+from pydeblur.kernel_io import read_psf
+from pydeblur.noise import GAUSS, PHOTONS
 
 
 def add_parser(subparsers) -> None:

@@ -202,7 +202,7 @@ def deblur_file(source: Path, target: Path, psf, deblurrer, max_pixels: int | No
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pydeblur.psf import read_psf
+    from pydeblur.kernel_io import read_psf
     from pydeblur.restore import Deblurrer
     from pydeblur.tiling import tune_allocator
 

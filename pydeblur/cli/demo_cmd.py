@@ -4,9 +4,9 @@ access), deblur it, and write blurred | Wiener | pydeblur side by side with the 
 import argparse
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-PHOTO = ASSETS / "demo.png"
-KERNEL = ASSETS / "demo_psf.npy"
+from pydeblur import DEMO_PHOTO as PHOTO
+from pydeblur import DEMO_PSF as KERNEL
+
 SEED = 0
 LABEL_HEIGHT = 30
 GAP = 8
@@ -43,7 +43,7 @@ def make_example():
 
     from pydeblur.degrade import degrade, valid_offset
     from pydeblur.io import read_image
-    from pydeblur.psf import read_psf
+    from pydeblur.kernel_io import read_psf
 
     photo, _ = read_image(PHOTO)
     psf = torch.from_numpy(read_psf(KERNEL))
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from pydeblur.atomic import check_writable
+    from pydeblur.baselines import oracle_wiener
     from pydeblur.io import check_image_path, write_image
     from pydeblur.metrics import psnr
     from pydeblur.restore import Deblurrer
@@ -87,17 +88,19 @@ def run(args: argparse.Namespace) -> int:
     net, device = deblurrer.model, deblurrer.device
     sharp, blurred, psf = make_example()
     with torch.no_grad():
-        # The baseline: the best single Wiener filter among the network's own bank (same boundary
-        # padding), chosen knowing the sharp photo: an upper bound for any one Wiener filter.
-        bank = net.features(blurred.to(device), psf[None, None].to(device))[:, 3:]
-        bank = bank.unflatten(1, (-1, 3))[0].float().cpu().clamp(0, 1)  # [S, 3, H, W]
-        scores = psnr(bank, sharp.expand_as(bank))
-        best = int(scores.argmax())
+        # The baseline: the best single Wiener filter among the network's own bank (its nsr values
+        # and boundary padding), chosen knowing the sharp photo: an upper bound for any one of them.
+        wiener, nsr, scores = oracle_wiener(
+            blurred.to(device),
+            psf[None, None].to(device),
+            sharp.to(device),
+            nsr_grid=net.nsr,
+            margin=net.config.margin,
+        )
     restored = deblurrer(blurred[0], psf)[None]
-    nsr = float(net.nsr[best])
     results = [
         (f"blurred {float(psnr(blurred.clamp(0, 1), sharp)):.2f} dB", blurred[0]),
-        (f"Wiener, best nsr {nsr:.2g}: {float(scores[best]):.2f} dB", bank[best]),
+        (f"Wiener, best nsr {float(nsr[0]):.2g}: {float(scores.max()):.2f} dB", wiener[0].cpu()),
         (f"pydeblur ({Path(args.model).stem}) {float(psnr(restored, sharp)):.2f} dB", restored[0]),
     ]
     write_image(args.output, side_by_side([r[1] for r in results], [r[0] for r in results]))

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from pydeblur.atomic import check_writable, save_figure
+from pydeblur.kernel_io import write_psf
 from pydeblur.psf import (
     ANXIETY,
     EXPOSURES,
@@ -12,7 +13,6 @@ from pydeblur.psf import (
     TRAJECTORY_LENGTH,
     TrajectoryParams,
     make_psfs,
-    write_psf,
 )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from pydeblur.noise import PAPER_SNR_DB, snr_to_nsr
 from pydeblur.ops import _library  # noqa: F401  (registers the compiled operators)
 from pydeblur.ops._checks import (
     ValueChecks,
@@ -16,28 +17,7 @@ from pydeblur.ops._checks import (
     compute_dtype,
 )
 
-PAPER_SNR_DB: tuple[float, ...] = tuple(float(v) for v in range(9, 66, 4))
-"""The paper's 15 assumed SNRs in dB: 9, 13, ..., 65."""
-
 Numbers = float | Sequence[float] | torch.Tensor
-
-
-def snr_db_to_nsr(snr_db: Numbers) -> torch.Tensor:
-    """nsr = 10^(-snr_db / 10), as a 1-D tensor (differentiable when snr_db is a tensor)."""
-    snr = torch.as_tensor(snr_db, dtype=torch.float64 if not torch.is_tensor(snr_db) else None)
-    return torch.pow(10.0, -snr.reshape(-1) / 10.0)
-
-
-def psf2otf(psf: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """MATLAB's psf2otf: the full 2-D FFT of psf [..., kh, kw] zero-padded to shape (H, W), with the
-    PSF centre element (kh // 2, kw // 2) moved to the origin. Returns complex [..., H, W]."""
-    H, W = shape
-    kh, kw = psf.shape[-2:]
-    if kh > H or kw > W:
-        raise ValueError(f"psf ({kh}x{kw}) is larger than shape ({H}x{W})")
-    padded = psf.new_zeros((*psf.shape[:-2], H, W))
-    padded[..., :kh, :kw] = psf
-    return torch.fft.fft2(torch.roll(padded, shifts=(-(kh // 2), -(kw // 2)), dims=(-2, -1)))
 
 
 def _psf_as_4d(psf: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -84,7 +64,7 @@ def _nsr_tensor(
     if nsr is None:
         snr_db = _on_device(PAPER_SNR_DB if snr_db is None else snr_db, y, "snr_db")
         checks.finite("snr_db", snr_db)
-        values = snr_db_to_nsr(snr_db)
+        values = snr_to_nsr(snr_db)
         name = "snr_db"
     else:
         values = _on_device(nsr, y, "nsr").reshape(-1)
@@ -152,7 +132,7 @@ def _wiener_bank_fake(y, psf, nsr):
     return y.new_empty((B, nsr.shape[0], C, H, W))
 
 
-@torch.library.register_fake("pydeblur::wiener_bank_backward")
+@torch.library.register_fake("pydeblur::_wiener_bank_backward")
 def _wiener_bank_backward_fake(grad, y, psf, nsr, output_mask):
     def maybe(needed, like):
         return like.new_empty(like.shape) if needed else like.new_empty((0,))
@@ -167,7 +147,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad):
     y, psf, nsr = ctx.saved_tensors
     mask = list(ctx.needs_input_grad[:3])
-    grads = torch.ops.pydeblur.wiener_bank_backward(grad.contiguous(), y, psf, nsr, mask)
+    grads = torch.ops.pydeblur._wiener_bank_backward(grad.contiguous(), y, psf, nsr, mask)
     return tuple(g if needed else None for g, needed in zip(grads, mask, strict=True))
 
 
