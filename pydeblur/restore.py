@@ -10,135 +10,14 @@ dtype, range and layout. `deblur(image, psf)` is the same in one call.
 from __future__ import annotations
 
 import functools
-import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pydeblur import tiling
-
-# A float image outside [-SLACK, 1 + SLACK] is not a [0, 1] image (noise may push a blurred image a little
-# outside the range; a 0..255 float image is refused rather than silently clipped).
-FLOAT_RANGE_SLACK = 0.25
-
-
-@dataclass(frozen=True)
-class _Form:
-    """How the caller's image was laid out, to give the result back alike."""
-
-    is_torch: bool
-    dtype: np.dtype | torch.dtype
-    shape: tuple[int, ...]
-    channels: int  # 1 (grey), 3 (RGB) or 4 (RGBA) as given
-    device: torch.device | None
-
-
-_TORCH_INTEGERS = {torch.uint8: 255.0}
-if hasattr(torch, "uint16"):
-    _TORCH_INTEGERS[torch.uint16] = 65535.0
-_TORCH_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _scale_of(dtype) -> float | None:
-    """Full scale of an integer sample type; None for a float type; TypeError for anything else."""
-    if isinstance(dtype, torch.dtype):
-        if dtype in _TORCH_INTEGERS:
-            return _TORCH_INTEGERS[dtype]
-        if dtype in _TORCH_FLOATS:
-            return None
-    else:
-        if dtype in (np.uint8, np.uint16):
-            return float(np.iinfo(dtype).max)
-        if dtype in (np.float16, np.float32, np.float64):
-            return None
-    raise TypeError(
-        f"image has sample type {dtype}; expected uint8, uint16 or a float type with values in [0, 1]"
-    )
-
-
-def _to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
-    """The caller's image -> (colour [N, C, H, W] float32 in [0, 1] with C 1 or 3, alpha or None, form).
-
-    NumPy arrays are HxW, HxWx1, HxWx3 or HxWx4; torch tensors are [H, W], [C, H, W] or [B, C, H, W]
-    with C 1, 3 or 4 (the torchvision layout).
-    """
-    if isinstance(image, np.ndarray):
-        form_device, is_torch = None, False
-        given_dtype = image.dtype
-        if not image.dtype.isnative:  # big-endian data: torch holds native byte order only
-            image = image.astype(image.dtype.newbyteorder("="))
-        if image.ndim == 2:
-            data = image[None, None]
-        elif image.ndim == 3 and image.shape[2] in (1, 3, 4):
-            data = np.moveaxis(image, 2, 0)[None]
-        else:
-            raise ValueError(
-                f"image must be HxW, HxWx1, HxWx3 or HxWx4, got an array of shape {image.shape}"
-            )
-        scale = _scale_of(image.dtype)
-        tensor = torch.from_numpy(np.ascontiguousarray(data))
-    elif isinstance(image, torch.Tensor):
-        form_device, is_torch = image.device, True
-        scale = _scale_of(image.dtype)
-        if image.dim() == 2:
-            tensor = image[None, None]
-        elif image.dim() in (3, 4) and image.shape[-3] in (1, 3, 4):
-            tensor = image[None] if image.dim() == 3 else image
-        else:
-            raise ValueError(
-                "image must be a tensor [H, W], [C, H, W] or [B, C, H, W] with C = 1, 3 or 4, got "
-                f"shape {tuple(image.shape)}"
-            )
-        tensor = tensor.detach().cpu()
-    else:
-        raise TypeError(
-            f"image must be a NumPy array or a torch tensor, got {type(image).__name__}"
-        )
-
-    if tensor.shape[-1] == 0 or tensor.shape[-2] == 0 or tensor.shape[0] == 0:
-        raise ValueError(f"image is empty: shape {tuple(image.shape)}")
-    channels = tensor.shape[1]
-    dtype = image.dtype if is_torch else given_dtype
-    form = _Form(is_torch, dtype, tuple(image.shape), channels, form_device)
-    alpha = tensor[:, 3:4] if channels == 4 else None
-    colour = tensor[:, :3] if channels == 4 else tensor
-    colour = colour.to(torch.float32)
-    if scale is not None:
-        colour /= scale
-    else:
-        low, high = (float(v) for v in torch.aminmax(colour))  # NaN propagates into both
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError("image contains NaN or infinite values")
-        if low < -FLOAT_RANGE_SLACK or high > 1 + FLOAT_RANGE_SLACK:
-            raise ValueError(
-                f"a float image must hold values in [0, 1], this one spans [{low:.3g}, {high:.3g}] "
-                "(divide an 8-bit-range image by 255)"
-            )
-    return colour, alpha, form
-
-
-def _from_batch(colour: torch.Tensor, alpha: torch.Tensor | None, form: _Form):
-    """Inverse of `_to_batch`: float [N, 3, H, W] (any range) -> the caller's kind, dtype and layout."""
-    colour = colour.clamp_(0.0, 1.0)
-    if form.channels == 1:  # grey in: grey out
-        colour = colour.mean(dim=1, keepdim=True)
-    scale = _scale_of(form.dtype if form.is_torch else form.dtype.newbyteorder("="))
-    if scale is not None:
-        colour = colour.mul_(scale).round_()
-    if form.is_torch:
-        colour = colour.to(form.dtype)
-        result = colour if alpha is None else torch.cat([colour, alpha], dim=1)
-        result = result.reshape(form.shape).to(form.device)
-        return result
-    array = colour.numpy()
-    array = array.astype(form.dtype, copy=False)
-    if alpha is not None:
-        array = np.concatenate([array, alpha.numpy()], axis=1)
-    array = np.moveaxis(array[0], 0, 2)
-    return np.ascontiguousarray(array.reshape(form.shape))
+from pydeblur.image_batch import from_batch, to_batch
 
 
 def _as_psf(psf, image_shape: tuple[int, int]) -> torch.Tensor:
@@ -312,7 +191,7 @@ class Deblurrer:
         """
         from pydeblur import ops
 
-        colour, alpha, form = _to_batch(image)
+        colour, alpha, form = to_batch(image)
         height, width = colour.shape[-2:]
         kernel = _as_psf(psf, (height, width))
         tile, overlap = self.plan(tuple(kernel.shape), (height, width))
@@ -329,7 +208,7 @@ class Deblurrer:
                     results.append(self._restore(rgb, kernel, tile, overlap))
         finally:
             self.model.train(was_training)  # a module given mid-training is handed back as it was
-        return _from_batch(results[0] if len(results) == 1 else torch.cat(results), alpha, form)
+        return from_batch(results[0] if len(results) == 1 else torch.cat(results), alpha, form)
 
     def _restore(
         self, rgb: torch.Tensor, psf: torch.Tensor, tile: int, overlap: int

@@ -3,12 +3,12 @@
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pydeblur.degrade import degrade, pad_for_blur
+from pydeblur.image_batch import from_batch, to_batch
 from pydeblur.io import check_image_path, read_image, write_image
-from pydeblur.kernel_io import read_psf
+from pydeblur.kernel_io import check_psf, read_psf
 from pydeblur.noise import GAUSS, PHOTONS
 
 
@@ -43,22 +43,11 @@ def run(args) -> None:
         raise ValueError(f"output {output} is the input {args.sharp}; choose another output")
     image, source_dtype = read_image(args.sharp)
     check_image_path(output, source_dtype, image.shape[2] if image.ndim == 3 else 1)
-    psf = read_psf(args.psf)
-    height, width = image.shape[:2]
-    if psf.shape[0] > height or psf.shape[1] > width:
-        raise ValueError(
-            f"kernel of size {psf.shape[0]}x{psf.shape[1]} is larger than the image ({height}x{width})"
-        )
-    layout = image.ndim
-    channels = image if layout == 3 else image[..., None]
-    colour, alpha = channels[..., :3], channels[..., 3:]
-    x = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1)))[None]
-    padded = pad_for_blur(x, *psf.shape, mode="reflect")
+    psf = check_psf(read_psf(args.psf), f"kernel in {args.psf}", image.shape[:2])
+    colour, alpha, form = to_batch(image)
+    padded = pad_for_blur(colour, *psf.shape, mode="reflect")
     generator = torch.Generator().manual_seed(args.seed)
     photons = None if args.no_noise else args.photons
-    blurred = degrade(padded, torch.from_numpy(psf), photons, args.exposure, args.gauss, generator)[
-        0
-    ].numpy()
-    out = np.concatenate([blurred.transpose(1, 2, 0), alpha], axis=2)
-    write_image(args.output, out if layout == 3 else out[..., 0], dtype=source_dtype)
+    blurred = degrade(padded, torch.from_numpy(psf), photons, args.exposure, args.gauss, generator)
+    write_image(output, from_batch(blurred, alpha, form), dtype=source_dtype)
     print(f"wrote {args.output}")
