@@ -19,7 +19,11 @@ _LEFTOVER = re.compile(r"^\..+\.(\d+)" + re.escape(PARTIAL_SUFFIX) + "$")
 
 
 def partial_name(path: Path) -> Path:
-    """The temporary name `path` is written under: `.NAME.PID.pydeblur-partial` beside it."""
+    """The temporary name `path` is written under: `.NAME.PID.pydeblur-partial` beside it.
+
+    >>> partial_name(Path("out/sharp.png")) == Path(f"out/.sharp.png.{os.getpid()}.pydeblur-partial")
+    True
+    """
     return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
 
 
@@ -60,19 +64,41 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically (see `atomic_path`)."""
+    """Write `data` to `path` atomically (see `atomic_path`).
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "data.bin"
+    >>> write_bytes(target, b"whole")
+    >>> target.read_bytes()
+    b'whole'
+    """
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` atomically (see `atomic_path`)."""
+    """Write `text` to `path` atomically (see `atomic_path`).
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "note.txt"
+    >>> write_text(target, "whole")
+    >>> target.read_text()
+    'whole'
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
-    """Save a matplotlib figure atomically, in the format its suffix names, and close it."""
+    """Save a matplotlib figure atomically, in the format its suffix names, and close it.
+
+    >>> import tempfile
+    >>> from matplotlib.figure import Figure
+    >>> target = Path(tempfile.mkdtemp()) / "plot.png"
+    >>> save_figure(Figure(figsize=(1, 1)), target)
+    >>> target.read_bytes()[1:4]
+    b'PNG'
+    """
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
@@ -94,6 +120,13 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     """Remove the temporary files that killed writers left in `folder`; return what was removed.
 
     Files of writers still running (another rank of the same run, say) are kept.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / f".a.png.999999999{PARTIAL_SUFFIX}").touch()  # no such process: a leftover
+    >>> partial_name(folder / "b.png").touch()  # this process's: kept
+    >>> [p.name for p in remove_leftovers(folder)], len(list(folder.iterdir()))
+    (['.a.png.999999999.pydeblur-partial'], 1)
     """
     removed = []
     folder = Path(folder)
@@ -112,6 +145,12 @@ def check_writable(folder: str | os.PathLike) -> None:
     """Create `folder` if needed and prove a file can be written there, before any long computation.
 
     Raises OSError naming the folder (a read-only folder, a file in the way, no space for a name).
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()) / "new" / "outputs"
+    >>> check_writable(folder)
+    >>> folder.is_dir(), list(folder.iterdir())
+    (True, [])
     """
     folder = Path(folder)
     try:

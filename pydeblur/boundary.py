@@ -23,7 +23,12 @@ import torch.nn.functional as F
 
 
 class Padding(NamedTuple):
-    """Pixels added on each side: the image sits at rows top..top+H, columns left..left+W."""
+    """Pixels added on each side: the image sits at rows top..top+H, columns left..left+W.
+
+    >>> padding = Padding(top=7, bottom=13, left=7, right=11)
+    >>> padding.top + padding.bottom, tuple(padding)
+    (20, (7, 13, 7, 11))
+    """
 
     top: int
     bottom: int
@@ -32,7 +37,11 @@ class Padding(NamedTuple):
 
 
 def fast_fft_size(n: int) -> int:
-    """The smallest integer >= n whose prime factors are 2, 3 and 5 (fast for pocketfft and cuFFT)."""
+    """The smallest integer >= n whose prime factors are 2, 3 and 5 (fast for pocketfft and cuFFT).
+
+    >>> fast_fft_size(97), fast_fft_size(128), fast_fft_size(241)
+    (100, 128, 243)
+    """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     size = n
@@ -53,6 +62,9 @@ def padding_for(
 
     Each side gets at least `margin` pixels (default: the PSF's larger side), and the padded size is
     rounded up to a fast FFT size; the extra pixels go to the bottom and right.
+
+    >>> padding_for(100, 90, (7, 5))  # 114 -> 120 rows, 104 -> 108 columns
+    Padding(top=7, bottom=13, left=7, right=11)
     """
     kh, kw = psf_size
     margin = max(kh, kw) if margin is None else margin
@@ -113,6 +125,10 @@ def pad_periodic(
     psf_size: (kh, kw) of the PSF that will deconvolve the canvas; margin: pixels added on each side
     (default the PSF's larger side). Returns the canvas [B, C, H + top + bottom, W + left + right] and
     the `Padding`, for `crop`.
+
+    >>> canvas, padding = pad_periodic(torch.rand(1, 3, 20, 30), (5, 5))
+    >>> canvas.shape, padding
+    (torch.Size([1, 3, 30, 40]), Padding(top=5, bottom=5, left=5, right=5))
     """
     if not isinstance(image, torch.Tensor) or image.dim() != 4:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
@@ -129,7 +145,13 @@ def pad_periodic(
 
 
 def crop(canvas: torch.Tensor, padding: Padding) -> torch.Tensor:
-    """Cut the original frame out of a padded canvas [..., H', W'] (the inverse of `pad_periodic`)."""
+    """Cut the original frame out of a padded canvas [..., H', W'] (the inverse of `pad_periodic`):
+    -> [..., H' - top - bottom, W' - left - right].
+
+    >>> image = torch.rand(2, 3, 16, 12)
+    >>> torch.equal(crop(*pad_periodic(image, (3, 3))), image)
+    True
+    """
     height = canvas.shape[-2] - padding.top - padding.bottom
     width = canvas.shape[-1] - padding.left - padding.right
     if height < 1 or width < 1:

@@ -58,6 +58,10 @@ def to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
 
     NumPy arrays are HxW, HxWx1, HxWx3 or HxWx4; torch tensors are [H, W], [C, H, W] or [B, C, H, W]
     with C 1, 3 or 4 (the torchvision layout).
+
+    >>> colour, alpha, form = to_batch(np.zeros((4, 5, 4), np.uint8))
+    >>> tuple(colour.shape), tuple(alpha.shape), form.channels
+    ((1, 3, 4, 5), (1, 1, 4, 5), 4)
     """
     if isinstance(image, np.ndarray):
         form_device, is_torch = None, False
@@ -115,7 +119,13 @@ def to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
 
 
 def from_batch(colour: torch.Tensor, alpha: torch.Tensor | None, form: _Form):
-    """Inverse of `to_batch`: float [N, 3, H, W] (any range) -> the caller's kind, dtype and layout."""
+    """Inverse of `to_batch`: float [N, 3, H, W] (any range) -> the caller's kind, dtype and layout.
+
+    >>> colour, alpha, form = to_batch(np.full((4, 5), 255, np.uint8))
+    >>> back = from_batch(colour.expand(1, 3, 4, 5) * 0.5, alpha, form)
+    >>> back.shape, back.dtype, int(back[0, 0])
+    ((4, 5), dtype('uint8'), 128)
+    """
     colour = colour.clamp_(0.0, 1.0)
     if form.channels == 1:  # grey in: grey out
         colour = colour.mean(dim=1, keepdim=True)

@@ -96,7 +96,11 @@ def read_image(
 
 
 def to_integer(image: np.ndarray, dtype: np.dtype = np.uint8) -> np.ndarray:
-    """Float image in [0, 1] to uint8 or uint16, clipped and rounded."""
+    """Float image in [0, 1] (any shape) to uint8 or uint16, clipped and rounded.
+
+    >>> to_integer(np.array([-0.1, 0.5, 1.2]))
+    array([  0, 128, 255], dtype=uint8)
+    """
     top = np.iinfo(dtype).max
     return np.round(np.clip(image, 0.0, 1.0) * top).astype(dtype)
 
@@ -107,6 +111,10 @@ def check_image_path(
     """Refuse, before any work, an output name that `write_image` could not write.
 
     The suffix must be one of `IMAGE_SUFFIXES`; JPEG holds neither 16-bit samples nor alpha.
+
+    >>> check_image_path("out.jpg", np.uint16)
+    Traceback (most recent call last):
+    ValueError: out.jpg: JPEG cannot hold 16-bit samples; write PNG or TIFF
     """
     path = Path(path)
     suffix = path.suffix.lower()

@@ -22,11 +22,15 @@ _MAT_NAMES = ("psf", "kernel", "k", "f", "h", "blur")
 
 
 def check_psf(psf, name: str = "psf", image_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Validate a 2-D kernel and return it as float32 normalised to sum 1.
+    """Validate a 2-D kernel [kh, kw] and return it as float32 [kh, kw] normalised to sum 1.
 
     Raises ValueError naming `name` if it is not 2-D, is empty, has NaN/inf or negative values, sums to
     zero, or is larger than `image_shape` (H, W) when given. Negative values within float rounding of
     zero (above -1e-6 times the maximum, as text or FFT round trips leave) are set to zero.
+
+    >>> k = check_psf(np.ones((3, 5)))
+    >>> k.shape, k.dtype, round(float(k.sum()), 6)
+    ((3, 5), dtype('float32'), 1.0)
     """
     k = np.asarray(psf)
     if k.dtype == object or not (np.issubdtype(k.dtype, np.number) or k.dtype == bool):
@@ -152,6 +156,11 @@ def read_psf(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     .npy; .png 8 or 16 bit (a colour PNG is averaged over its channels); .txt / .csv (whitespace or comma
     separated); .mat v5 (scipy.io) or v7.3 (h5py): the one 2-D variable, else `key`, else one named
     psf/kernel/k/f/h/blur.
+
+    >>> import pydeblur
+    >>> k = read_psf(pydeblur.DEMO_PSF)
+    >>> k.shape, k.dtype, round(float(k.sum()), 4)
+    ((34, 34), dtype('float32'), 1.0)
     """
     path = Path(path)
     suffix = _suffix(path)
@@ -175,12 +184,18 @@ def read_psf(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
 def write_psf(
     path: str | os.PathLike, psf, *, bits: int = 16, mat_version: str = "5", key: str = "psf"
 ) -> None:
-    """Write a kernel (normalised to sum 1 first) in the format of the file's suffix.
+    """Write a kernel [kh, kw] (normalised to sum 1 first) in the format of the file's suffix.
 
     .npy float32; .png scaled so the maximum is white, `bits` 8 or 16 (a PNG keeps the shape only up to
     quantisation: read_psf renormalises); .txt whitespace- and .csv comma-separated, 9 significant digits
     (exact for float32); .mat float64 variable `key`, `mat_version` "5" (scipy.io) or "7.3" (h5py, an
     HDF5 file with MATLAB's 512-byte header).
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "box.csv"
+    >>> write_psf(target, np.ones((3, 3)))
+    >>> read_psf(target)[1]
+    array([0.11111111, 0.11111111, 0.11111111], dtype=float32)
     """
     path = Path(path)
     suffix = _suffix(path)

@@ -55,6 +55,10 @@ class ModelConfig:
       with this strength (1 / the variance of the network's error) as a last, parameter-free step:
       frequencies the blur keeps above the estimated noise are taken back from the data. 0: off.
       Chosen after training, on the validation split (docs/model.md).
+
+    >>> config = ModelConfig(blocks=2, channels=16, snr_db=(10, 30))
+    >>> config.snr_db, ModelConfig.from_dict(config.to_dict()) == config
+    ((10.0, 30.0), True)
     """
 
     blocks: int = 12
@@ -131,7 +135,12 @@ CONFIGS: dict[str, ModelConfig] = {
 
 
 class ResBlock(nn.Module):
-    """conv, ReLU, dropout, conv, plus the block's input (no normalisation layers)."""
+    """conv, ReLU, dropout, conv, plus the block's input (no normalisation layers):
+    [B, channels, H, W] -> [B, channels, H, W].
+
+    >>> ResBlock(8, 3, dropout=0.0)(torch.rand(2, 8, 16, 16)).shape
+    torch.Size([2, 8, 16, 16])
+    """
 
     def __init__(self, channels: int, kernel_size: int, dropout: float):
         super().__init__()
@@ -150,6 +159,11 @@ class ContextBranch(nn.Module):
     Up: a 3x3 conv at each level, bilinear upsampling to the next finer level's exact size, added to
     that level's features. The last conv is zero-initialised, so adding the branch to a trained model
     leaves its output unchanged until training moves it.
+
+    >>> with torch.no_grad():
+    ...     out = ContextBranch(8, levels=2)(torch.rand(1, 8, 15, 20))
+    >>> out.shape, float(out.abs().max())  # zero until trained
+    (torch.Size([1, 8, 15, 20]), 0.0)
     """
 
     def __init__(self, channels: int, levels: int):
@@ -206,7 +220,12 @@ class ContextBranch(nn.Module):
 
 
 class DeblurNet(nn.Module):
-    """blurred [B, 3, H, W] and psf [B, 1, kh, kw] -> deblurred [B, 3, H, W] (not clamped)."""
+    """blurred [B, 3, H, W] and psf [B, 1, kh, kw] -> deblurred [B, 3, H, W] (not clamped).
+
+    >>> net = DeblurNet("tiny").eval()
+    >>> net(torch.rand(2, 3, 24, 32), torch.full((2, 1, 5, 5), 1 / 25)).shape
+    torch.Size([2, 3, 24, 32])
+    """
 
     def __init__(self, config: ModelConfig | str = "paper"):
         super().__init__()
@@ -355,7 +374,11 @@ def conv_bytes_per_pixel(module: nn.Module, skip: nn.Module | None = None) -> in
 
 
 def get_config(name: str) -> ModelConfig:
-    """The named configuration from `CONFIGS`, with a clear error listing the names."""
+    """The named configuration from `CONFIGS`, with a clear error listing the names.
+
+    >>> get_config("tiny").blocks, get_config("paper").channels
+    (1, 64)
+    """
     if name not in CONFIGS:
         raise ValueError(f"unknown model config {name!r}; known: {', '.join(sorted(CONFIGS))}")
     return CONFIGS[name]

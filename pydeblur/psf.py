@@ -30,7 +30,11 @@ EXPOSURES = (1 / 8, 1 / 4, 1 / 2, 1.0)
 
 @dataclass(frozen=True)
 class TrajectoryParams:
-    """Parameters of createTrajectory (defaults: the paper's dataset code)."""
+    """Parameters of createTrajectory (defaults: the paper's dataset code).
+
+    >>> TrajectoryParams(size=16, length=20.0)
+    TrajectoryParams(size=16, length=20.0, anxiety=0.005, samples=2000)
+    """
 
     size: int = PSF_SIZE
     length: float = TRAJECTORY_LENGTH
@@ -102,6 +106,10 @@ def random_trajectories(
     a turn of about pi), a Gaussian term and a pull towards the start, then the velocity is renormalised
     to length / (samples - 1), so the polyline's length is exactly `length`. Not yet centred: x[:, 0] = 0.
     Trajectory k depends only on (seed, k), not on n or `chunk` (the batch size of the time loop).
+
+    >>> x = random_trajectories(3, seed=0, params=TrajectoryParams(samples=100))
+    >>> x.shape, x.dtype, np.round(np.abs(np.diff(x, axis=1)).sum(axis=1), 6)
+    ((3, 100), dtype('complex128'), array([64., 64., 64.]))
     """
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a positive integer, got {n}")
@@ -116,6 +124,10 @@ def exposure_weights(samples: int, exposures: Sequence[float]) -> np.ndarray:
 
     Sample t (0-based) covers the time interval [t, t + 1] in units of samples; its weight in exposure
     T_j is its overlap with [0, T_j * samples], so the interval end gets a fractional weight.
+
+    >>> exposure_weights(5, [0.3, 1.0])
+    array([[1. , 0.5, 0. , 0. , 0. ],
+           [1. , 1. , 1. , 1. , 1. ]])
     """
     exposures = np.asarray(exposures, dtype=np.float64)
     if exposures.ndim != 1 or exposures.size == 0:
@@ -129,7 +141,11 @@ def exposure_weights(samples: int, exposures: Sequence[float]) -> np.ndarray:
 
 
 def centre_trajectories(x: np.ndarray, size: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Shift trajectories [n, samples] so their (weighted) mean is (size // 2) * (1 + 1j)."""
+    """Shift trajectories [n, samples] so their (weighted) mean is (size // 2) * (1 + 1j).
+
+    >>> centre_trajectories(np.array([[0, 2 + 2j]]), size=5)
+    array([[1.+1.j, 3.+3.j]])
+    """
     mean = x.mean(axis=1) if weights is None else (x @ weights) / weights.sum()
     return x - mean[:, None] + (size // 2) * (1 + 1j)
 
@@ -143,6 +159,11 @@ def splat_psfs(x: np.ndarray, size: int, weights: np.ndarray, chunk: int = 512) 
     divided by `samples` (createPSFs' scale): PSF_j sums to T_j when nothing is lost. One accumulator:
     each sample is splatted once into the exposure segment it starts (split at a fractional end), and
     the segments are summed cumulatively, so PSF_j is a prefix of PSF_{j+1}.
+
+    >>> x = np.array([[2 + 2j, 2.5 + 2j]])  # two samples: at the centre, then half a pixel right
+    >>> splat_psfs(x, 5, exposure_weights(2, [0.5, 1.0]))[0, :, 2, 2:4]
+    array([[0.5 , 0.  ],
+           [0.75, 0.25]])
     """
     n, samples = x.shape
     n_exp = weights.shape[0]
@@ -175,7 +196,12 @@ def splat_psfs(x: np.ndarray, size: int, weights: np.ndarray, chunk: int = 512) 
 @dataclass
 class PSFSet:
     """PSFs of n trajectories: psfs float32 [n, E, size, size], each summing to 1, and the centred
-    trajectories complex128 [n, samples] (0-based pixel coordinates, column + 1j * row)."""
+    trajectories complex128 [n, samples] (0-based pixel coordinates, column + 1j * row).
+
+    >>> s = make_psfs(2, seed=0, params=TrajectoryParams(samples=200))
+    >>> s.psfs.shape, s.trajectories.shape, s.exposures
+    ((2, 4, 34, 34), (2, 200), (0.125, 0.25, 0.5, 1.0))
+    """
 
     psfs: np.ndarray
     trajectories: np.ndarray
@@ -189,7 +215,8 @@ def make_psfs(
     params: TrajectoryParams = TrajectoryParams(),
     chunk: int = 1024,
 ) -> PSFSet:
-    """n sets of motion-blur PSFs, one random trajectory per set, one PSF per exposure fraction.
+    """n sets of motion-blur PSFs, one random trajectory per set, one PSF per exposure fraction:
+    a `PSFSet` of psfs float32 [n, len(exposures), size, size] and trajectories [n, samples].
 
     The PSFs of a set are prefixes of one accumulator (each longer than the last), normalised to sum 1.
     Set k depends only on (seed, k). A trajectory so wide that one of its shorter exposures falls
@@ -197,6 +224,10 @@ def make_psfs(
     cannot be normalised (the original code divides by zero there): such a trajectory is redrawn from
     a fresh seed spawned from its own (seed, k), so the result stays reproducible. Kernels that lose
     only part of their mass at the border are kept, truncated, as in the original code.
+
+    >>> psfs = make_psfs(1, seed=0).psfs[0]  # [E, size, size], one per exposure in EXPOSURES
+    >>> psfs.shape, psfs.sum(axis=(1, 2)).round(4), np.round(centre_of_mass(psfs[-1]), 6)
+    ((4, 34, 34), array([1., 1., 1., 1.], dtype=float32), array([17., 17.]))
     """
     if int(n) != n or n < 1:
         raise ValueError(f"n must be a positive integer, got {n}")
@@ -229,7 +260,11 @@ def make_psfs(
 
 
 def centre_of_mass(psf: np.ndarray) -> tuple[float, float]:
-    """(row, column) centre of mass of a 2-D PSF."""
+    """(row, column) centre of mass of a 2-D PSF [kh, kw].
+
+    >>> centre_of_mass(np.array([[0.0, 1.0], [0.0, 3.0]]))
+    (0.75, 1.0)
+    """
     psf = np.asarray(psf, dtype=np.float64)
     rows, cols = np.indices(psf.shape)
     total = psf.sum()

@@ -39,7 +39,11 @@ def _as_psf(psf, image_shape: tuple[int, int]) -> torch.Tensor:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto": the first CUDA GPU when pydeblur has CUDA kernels and a GPU is present, else the CPU."""
+    """ "auto": the first CUDA GPU when pydeblur has CUDA kernels and a GPU is present, else the CPU.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     from pydeblur.ops._library import HAS_CUDA_KERNELS
 
     if device == "auto" or device is None:
@@ -77,6 +81,9 @@ def resolve_model(
     name or weights file loaded by `pydeblur.weights_io.load_model` (in eval mode).
 
     Loaded models are cached per (name or path, file time, device), so repeated calls do not reload.
+
+    >>> type(resolve_model("default", torch.device("cpu"))).__name__
+    'DeblurNet'
     """
     if isinstance(model, torch.nn.Module):
         return model if _module_device(model) == device else model.to(device)

@@ -46,7 +46,11 @@ def default_overlap(receptive_radius: int, psf_shape: tuple[int, int]) -> int:
 
 def available_bytes(device: torch.device) -> int:
     """Working memory to size tiles by: 60 % of a GPU's free memory; on a CPU half the available memory,
-    at most `CPU_MEMORY_CAP` (`CPU_MEMORY_CAP_TUNED` once `tune_allocator` took effect)."""
+    at most `CPU_MEMORY_CAP` (`CPU_MEMORY_CAP_TUNED` once `tune_allocator` took effect).
+
+    >>> 0 < available_bytes(torch.device("cpu")) <= CPU_MEMORY_CAP_TUNED
+    True
+    """
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free * 0.6)
@@ -75,7 +79,12 @@ def auto_tile(bytes_per_pixel: int, psf_shape: tuple[int, int], budget: int) -> 
 
 
 def check_tile(tile: int, overlap: int) -> None:
-    """Tiles must be integers at least twice the overlap (else they would be mostly overlap)."""
+    """Tiles must be integers at least twice the overlap (else they would be mostly overlap).
+
+    >>> check_tile(512, 300)
+    Traceback (most recent call last):
+    ValueError: tile (512) must be at least twice the overlap between tiles (300); use a larger tile or a smaller overlap
+    """
     if not isinstance(tile, int) or not isinstance(overlap, int) or overlap < 0 or tile < 1:
         raise ValueError(
             f"tile and overlap must be positive integers, got {tile!r} and {overlap!r}"
@@ -177,6 +186,9 @@ def tune_allocator() -> bool:
     later stays with the process), so the `pydeblur` commands call it and a library caller may. The
     retained heap is reused by the next tile, so CPU tiles are then sized for 2 GiB instead of 1.5 GiB.
     Returns whether it took effect (False off glibc).
+
+    >>> tune_allocator() in (True, False)
+    True
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -177,7 +177,11 @@ def _tensor_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def card_path(weights_path: str | os.PathLike) -> Path:
-    """The JSON model card beside a weights file: same name, .json."""
+    """The JSON model card beside a weights file: same name, .json.
+
+    >>> card_path("runs/net.safetensors").name
+    'net.json'
+    """
     return Path(weights_path).with_suffix(".json")
 
 
@@ -186,6 +190,11 @@ def save_weights(model: DeblurNet, path: str | os.PathLike, card: dict[str, Any]
 
     card: free-form facts (data, seed, steps, metrics, ...); the configuration is added to it and to
     the safetensors header, where `load_model` checks it.
+
+    >>> import tempfile
+    >>> path = save_weights(DeblurNet("tiny"), Path(tempfile.mkdtemp()) / "tiny.safetensors", {"seed": 0})
+    >>> load_model(path).config == get_config("tiny"), read_card(path)["seed"]
+    (True, 0)
     """
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -205,7 +214,11 @@ def save_weights(model: DeblurNet, path: str | os.PathLike, card: dict[str, Any]
 
 
 def resolve_weights(name_or_path: str | os.PathLike) -> Path:
-    """A weights path: an existing file as given, else `pydeblur/weights/<name>.safetensors`."""
+    """A weights path: an existing file as given, else `pydeblur/weights/<name>.safetensors`.
+
+    >>> resolve_weights("default") == WEIGHTS_DIR / "default.safetensors"
+    True
+    """
     path = Path(name_or_path)
     if path.suffix == ".safetensors" or path.exists() or os.sep in str(name_or_path):
         if not path.exists():
@@ -221,7 +234,12 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
 
 
 def read_card(name_or_path: str | os.PathLike) -> dict[str, Any]:
-    """The model card (JSON) of a weights file or shipped name."""
+    """The model card (JSON) of a weights file or shipped name.
+
+    >>> card = read_card("default")
+    >>> card["format"], card["config"]["head"]
+    ('pydeblur.DeblurNet/1', 'mix')
+    """
     path = card_path(resolve_weights(name_or_path))
     if not path.exists():
         raise FileNotFoundError(f"model card not found beside the weights: {path}")
@@ -240,6 +258,11 @@ def load_model(
     file is untrusted: its config is checked against the `MAX_*` limits and every tensor's declared
     shape and dtype against the config before any tensor is read or anything is built. A bad file
     raises a one-line ValueError naming it.
+
+    >>> net = load_model("default")
+    >>> blurred, psf = torch.rand(1, 3, 32, 32), torch.full((1, 1, 5, 5), 1 / 25)
+    >>> net.training, net(blurred, psf).shape
+    (False, torch.Size([1, 3, 32, 32]))
     """
     path = resolve_weights(name_or_path)
     try:

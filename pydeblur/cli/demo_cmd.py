@@ -38,6 +38,10 @@ def make_example():
     Returns (sharp [1, 3, H, W], blurred [1, 3, H, W], psf [kh, kw]): the blur is a linear convolution
     of the whole photo, so the blurred image is smaller than the photo by the kernel size less one and
     `sharp` is the part of the photo it is aligned with.
+
+    >>> sharp, blurred, psf = make_example()
+    >>> sharp.shape, blurred.shape, psf.shape
+    (torch.Size([1, 3, 287, 351]), torch.Size([1, 3, 287, 351]), torch.Size([34, 34]))
     """
     import torch
 
@@ -56,7 +60,14 @@ def make_example():
 
 
 def side_by_side(panels: list, labels: list[str]):
-    """Float [3, H, W] tensors in [0, 1] -> one HxWx3 float array, each panel under its label."""
+    """Float [3, H, W] tensors in [0, 1] -> one HxWx3 float array, each panel under its label.
+
+    The result is [LABEL_HEIGHT + H, sum of the widths + GAP between panels, 3].
+
+    >>> import torch
+    >>> side_by_side([torch.zeros(3, 20, 40), torch.ones(3, 20, 50)], ["dark", "light"]).shape
+    (50, 98, 3)
+    """
     import cv2
     import numpy as np
 

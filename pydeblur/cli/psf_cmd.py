@@ -52,7 +52,17 @@ def run(args) -> None:
 
 
 def draw_psfs(psfs: np.ndarray, trajectory: np.ndarray, exposures, path: Path) -> None:
-    """The trajectory coloured by exposure segment, then each PSF (as in Boracchi & Foi's Figure 1)."""
+    """The trajectory coloured by exposure segment, then each PSF (as in Boracchi & Foi's Figure 1).
+
+    psfs: [E, size, size]; trajectory: complex [samples]; one float per PSF in exposures.
+
+    >>> import tempfile
+    >>> result = make_psfs(1, seed=0, params=TrajectoryParams(size=9, length=8.0, samples=200))
+    >>> target = Path(tempfile.mkdtemp()) / "psfs.png"
+    >>> draw_psfs(result.psfs[0], result.trajectories[0], result.exposures, target)
+    >>> target.is_file()
+    True
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -22,6 +22,12 @@ def skip_value_checks():
     """Skip the checks that read tensor values (finiteness, signs), which synchronise a GPU.
 
     Shape, dtype and device checks always run.
+
+    >>> with skip_value_checks():
+    ...     value_checks_enabled()
+    False
+    >>> value_checks_enabled()
+    True
     """
     global _checks_enabled
     previous, _checks_enabled = _checks_enabled, False
@@ -32,10 +38,22 @@ def skip_value_checks():
 
 
 def value_checks_enabled() -> bool:
+    """Whether value checks run: not inside `skip_value_checks`, nor while torch.compile traces.
+
+    >>> value_checks_enabled()
+    True
+    """
     return _checks_enabled and not torch.compiler.is_compiling()
 
 
 def check_float(name: str, t: torch.Tensor) -> None:
+    """Raise TypeError naming `name` unless t is a floating-point torch.Tensor (any shape).
+
+    >>> check_float("x", torch.zeros(2, 2, dtype=torch.int64))
+    Traceback (most recent call last):
+    ...
+    TypeError: x must be a floating-point tensor, got torch.int64
+    """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if not t.is_floating_point():
@@ -43,7 +61,13 @@ def check_float(name: str, t: torch.Tensor) -> None:
 
 
 def check_window_size(name: str, size: int, maximum: int) -> None:
-    """An odd int window side in 3..maximum (the kernels' limit, read from C++ by _library)."""
+    """An odd int window side in 3..maximum (the kernels' limit, read from C++ by _library).
+
+    >>> check_window_size("window_size", 4, 31)
+    Traceback (most recent call last):
+    ...
+    ValueError: window_size must be odd and within 3..31, got 4
+    """
     if isinstance(size, bool) or not isinstance(size, int):
         raise TypeError(f"{name} must be an int, got {type(size).__name__}")
     if size % 2 == 0 or not 3 <= size <= maximum:
@@ -51,6 +75,13 @@ def check_window_size(name: str, size: int, maximum: int) -> None:
 
 
 def check_ndim(name: str, t: torch.Tensor, ndim: int, layout: str) -> None:
+    """Raise ValueError naming `name` and its `layout` unless t has `ndim` dimensions.
+
+    >>> check_ndim("x", torch.zeros(3, 8, 8), 4, "[B, C, H, W]")
+    Traceback (most recent call last):
+    ...
+    ValueError: x must be [B, C, H, W] (4-D), got shape (3, 8, 8)
+    """
     if t.dim() != ndim:
         raise ValueError(f"{name} must be {layout} ({ndim}-D), got shape {tuple(t.shape)}")
 
@@ -58,7 +89,16 @@ def check_ndim(name: str, t: torch.Tensor, ndim: int, layout: str) -> None:
 class ValueChecks:
     """Checks that read tensor values, collected as booleans on the tensors' device and read back
     together: one GPU synchronisation per operator call instead of one per check (a `wiener_bank`
-    call made six). Errors are raised in the order the checks were added."""
+    call made six). Errors are raised in the order the checks were added.
+
+    >>> checks = ValueChecks()
+    >>> checks.finite("y", torch.tensor([1.0, float("nan")]))
+    >>> checks.require(torch.tensor(True), lambda: ValueError("never raised"))
+    >>> checks.run()
+    Traceback (most recent call last):
+    ...
+    ValueError: y contains NaN or infinite values
+    """
 
     def __init__(self) -> None:
         self.enabled = value_checks_enabled()
@@ -92,7 +132,13 @@ class ValueChecks:
 
 
 def check_finite(*named: tuple[str, torch.Tensor]) -> None:
-    """Raises ValueError naming the first of the (name, tensor) pairs that holds NaN or inf."""
+    """Raises ValueError naming the first of the (name, tensor) pairs that holds NaN or inf.
+
+    >>> check_finite(("x", torch.zeros(2)), ("psf", torch.tensor([1.0, float("inf")])))
+    Traceback (most recent call last):
+    ...
+    ValueError: psf contains NaN or infinite values
+    """
     checks = ValueChecks()
     for name, t in named:
         checks.finite(name, t)
@@ -100,6 +146,11 @@ def check_finite(*named: tuple[str, torch.Tensor]) -> None:
 
 
 def check_device(name: str, t: torch.Tensor) -> None:
+    """Raise RuntimeError naming `name` unless t is on a device the compiled kernels cover (CPU,
+    CUDA when built with it, or meta).
+
+    >>> check_device("x", torch.zeros(1))  # the CPU: always covered
+    """
     if t.device.type == "cuda" and not HAS_CUDA_KERNELS:
         raise RuntimeError(
             f"{name} is a CUDA tensor but pydeblur was built without its CUDA kernels; rebuild with "
@@ -110,6 +161,13 @@ def check_device(name: str, t: torch.Tensor) -> None:
 
 
 def check_same_device(**tensors: torch.Tensor) -> None:
+    """Raise ValueError listing each named tensor's device unless they are all on one.
+
+    >>> check_same_device(y=torch.zeros(1), psf=torch.zeros(1, device="meta"))
+    Traceback (most recent call last):
+    ...
+    ValueError: tensors must be on one device: y on cpu, psf on meta
+    """
     devices = {name: t.device for name, t in tensors.items()}
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
@@ -117,5 +175,9 @@ def check_same_device(**tensors: torch.Tensor) -> None:
 
 
 def compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """float64 stays float64; float32, float16 and bfloat16 are computed in float32."""
+    """float64 stays float64; float32, float16 and bfloat16 are computed in float32.
+
+    >>> compute_dtype(torch.zeros(1, dtype=torch.bfloat16)), compute_dtype(torch.zeros(1).double())
+    (torch.float32, torch.float64)
+    """
     return torch.float64 if t.dtype == torch.float64 else torch.float32

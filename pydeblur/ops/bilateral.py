@@ -39,6 +39,11 @@ def bilateral_filter(
             (reflect padding).
         sigma_color: range standard deviation in the units of x (40/255: 40 on the 0..255 scale).
         sigma_space: spatial standard deviation in pixels.
+
+    >>> x = torch.rand(2, 3, 16, 16)
+    >>> flat = torch.full((1, 3, 8, 8), 0.25)
+    >>> bilateral_filter(x, kernel_size=5).shape, torch.allclose(bilateral_filter(flat), flat)
+    (torch.Size([2, 3, 16, 16]), True)
     """
     check_arguments(x, kernel_size, sigma_color, sigma_space)
     out, _ = torch.ops.pydeblur.bilateral_filter(
@@ -49,7 +54,14 @@ def bilateral_filter(
 
 def check_arguments(x: torch.Tensor, kernel_size: int, sigma_color: float, sigma_space: float):
     """Raise an error naming the argument when the input cannot be filtered: the checks users hit
-    (the C++ operator checks again only what its kernels index memory by)."""
+    (the C++ operator checks again only what its kernels index memory by). x: [B, C, H, W].
+
+    >>> check_arguments(torch.rand(1, 3, 4, 4), 9, 0.1, 2.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: kernel_size 9 is too large for reflect padding of a 4x4 image:
+        kernel_size // 2 must be smaller than H and W
+    """
     check_float("x", x)
     check_ndim("x", x, 4, "[B, C, H, W]")
     check_device("x", x)

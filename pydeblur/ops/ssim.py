@@ -109,6 +109,10 @@ def ssim(
 
     Returns:
         A scalar or a [B] tensor, differentiable with respect to x and y.
+
+    >>> x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    >>> round(float(ssim(x, x)), 6), ssim(x, x.flip(-1), reduction="none").shape
+    (1.0, torch.Size([2]))
     """
     _check_arguments(x, y, window_size, sigma, data_range, padding, reduction)
     out_dtype = torch.promote_types(x.dtype, y.dtype)
@@ -136,5 +140,11 @@ def ssim_loss(
     padding: str = "same",
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """1 - ssim(x, y, ...), with the same arguments and shapes (see `ssim`)."""
+    """1 - ssim(x, y, ...), with the same arguments and shapes (see `ssim`): [B, C, H, W] x2 ->
+    a scalar, or [B] with reduction="none".
+
+    >>> x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    >>> round(float(ssim_loss(x, x)), 6), bool(ssim_loss(x, 1 - x) > 1)
+    (0.0, True)
+    """
     return 1 - ssim(x, y, window_size, sigma, data_range, padding, reduction)

@@ -108,6 +108,10 @@ def wiener_bank(
 
     Returns:
         [B, S, C, H, W] in y's dtype. Differentiable with respect to y, psf and nsr (or snr_db).
+
+    >>> y, psf = torch.rand(2, 3, 16, 16), torch.full((5, 5), 1 / 25)
+    >>> wiener_bank(y, psf).shape, wiener_bank(y, psf, snr_db=[20.0, 30.0]).shape
+    (torch.Size([2, 15, 3, 16, 16]), torch.Size([2, 2, 3, 16, 16]))
     """
     check_float("y", y)
     check_float("psf", psf)
