@@ -8,6 +8,10 @@ test set is materialised once with `save_test_set` so every evaluation sees the 
 
 Nothing here knows where the data live: callers pass the folder (training/ defaults to
 ../shared/data/photos).
+
+One module of about 450 lines, longer than the ~350 of the others, for one job (the data of the
+protocol): the split, the crops, the saved test set and the loader share the item format and the
+crop numbering (`EpochSampler`'s windows follow the trajectory blocks of `BlurredCrops`).
 """
 
 import json
@@ -19,15 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from pydeblur.atomic import atomic_path, write_text
 from pydeblur.degrade import blur_valid, valid_offset
-from pydeblur.io import read_image, to_integer
+from pydeblur.io import IMAGE_SUFFIXES, read_image, to_integer
 from pydeblur.noise import GAUSS, PHOTONS, add_photon_noise
 from pydeblur.psf import EXPOSURES, TrajectoryParams, make_psfs
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 SPLITS = ("train", "val", "test")
 PSF_BLOCK = 128  # crops whose trajectories are made together
 
@@ -40,13 +43,18 @@ _STREAM_CROP, _STREAM_TRAJECTORY, _STREAM_NOISE_LEVEL, _STREAM_NOISE = 0, 1, 2, 
 
 
 def list_photos(folder: str | os.PathLike) -> list[str]:
-    """The image files directly in `folder`, sorted by name."""
+    """The image files (`pydeblur.io.IMAGE_SUFFIXES`) directly in `folder`, sorted by name; hidden
+    files (a name starting with ".") are skipped, as `pydeblur deblur` skips them in its folders."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no such photo folder: {folder}")
-    photos = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    photos = sorted(
+        str(p)
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
     if not photos:
-        raise ValueError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
+        raise ValueError(f"no photos ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return photos
 
 
@@ -371,31 +379,77 @@ def load_test_set(path: str | os.PathLike) -> SavedTestSet:
 # Loading
 
 
+class EpochSampler(Sampler):
+    """Epoch e draws `count` items from a window of consecutive items, shuffled by (seed, e).
+
+    For a practically endless dataset (every index a new crop), where an epoch is a window, not a
+    pass: epoch e starts where epoch e - 1 ended, and no item is seen twice until the dataset wraps
+    (index modulo n_items). Windows of consecutive crops share the trajectory blocks of
+    `BlurredCrops` (PSF_BLOCK crops made by one vectorised call), which makes loading about 3x cheaper
+    than indices scattered over the dataset. With world > 1 it is a distributed sampler: rank r takes
+    items r, r + world, ... of the shuffled window (like DistributedSampler, whose per-epoch pass over
+    the whole dataset does not fit here). Call `set_epoch` before each epoch.
+
+    >>> sampler = EpochSampler(n_items=10, count=4, seed=0)
+    >>> sampler.set_epoch(1)
+    >>> sorted(sampler), len(sampler)
+    ([4, 5, 6, 7], 4)
+    """
+
+    def __init__(self, n_items: int, count: int, seed: int, rank: int = 0, world: int = 1):
+        if count % world:
+            raise ValueError(f"count ({count}) must be a multiple of the world size ({world})")
+        self.n_items, self.count, self.seed = n_items, count, seed
+        self.rank, self.world, self.epoch = rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the window of epoch `epoch` next."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.count // self.world
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        window = (
+            self.epoch * self.count + torch.randperm(self.count, generator=generator)
+        ) % self.n_items
+        return iter(window[self.rank :: self.world].tolist())
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
-    shuffle: bool,
-    workers: int,
-    seed: int,
+    shuffle: bool = False,
+    workers: int = 0,
+    seed: int | None = None,
     distributed: bool = False,
     drop_last: bool = False,
+    sampler: Sampler | None = None,
+    pin_memory: bool | None = None,
 ) -> DataLoader:
-    """A DataLoader with pinned memory (when CUDA is available) and persistent workers.
+    """A DataLoader with pinned memory and persistent workers; batches of dict items hold tensors
+    [batch_size, ...] (e.g. blurred [B, 3, H, W], psf [B, 1, kh, kw]) and float64 [B] scalars.
 
-    shuffle order comes from `seed`. distributed: a DistributedSampler over the initialised process
-    group (call `loader.sampler.set_epoch(epoch)` each epoch to reshuffle, as with any DDP loader).
+    The order: `sampler` when given (e.g. an `EpochSampler`; then shuffle and distributed must stay
+    off), else a DistributedSampler over the initialised process group when `distributed` (call
+    `loader.sampler.set_epoch(epoch)` each epoch to reshuffle, as with any DDP loader), else shuffled
+    or in order. `seed` seeds the shuffle and the workers' base seed; None: both from the global torch
+    RNG (as a DataLoader without a generator: each pass over the loader then draws from it). pin_memory
+    None: when CUDA is available. Workers persist between passes (they keep their decoded photos).
     """
-    sampler = None
-    generator = torch.Generator().manual_seed(seed)
+    if sampler is not None and (shuffle or distributed):
+        raise ValueError("a loader with its own sampler can neither shuffle nor be distributed")
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
     if distributed:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed or 0, drop_last=drop_last)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=workers > 0,
         drop_last=drop_last,
         generator=generator,

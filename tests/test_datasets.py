@@ -6,6 +6,7 @@ import torch
 
 from pydeblur.datasets import (
     BlurredCrops,
+    EpochSampler,
     list_photos,
     load_test_set,
     make_loader,
@@ -187,3 +188,42 @@ def test_distributed_loader_uses_a_distributed_sampler(photos, tmp_path):
         assert sum(len(b["sharp"]) for b in loader) == len(data)
     finally:
         dist.destroy_process_group()
+
+
+def test_photo_listing_takes_the_image_suffixes_and_skips_hidden_files(tmp_path):
+    image = np.zeros((4, 4, 3), np.float32)
+    for name in ("b.jpg", "a.PNG", "c.tif", ".hidden.jpg"):
+        write_image(tmp_path / name, image)
+    for name in ("d.bmp", "e.webp", "notes.txt"):
+        (tmp_path / name).write_bytes(b"not listed")
+    (tmp_path / "folder.jpg").mkdir()
+    assert [p.rsplit("/", 1)[1] for p in list_photos(tmp_path)] == ["a.PNG", "b.jpg", "c.tif"]
+    with pytest.raises(ValueError, match=r"no photos \(\.png, \.jpg"):
+        list_photos(tmp_path / "folder.jpg")
+
+
+def test_epoch_sampler_takes_consecutive_windows_split_between_ranks():
+    epochs = []
+    for epoch in range(3):
+        ranks = [EpochSampler(10, 4, seed=5, rank=r, world=2) for r in range(2)]
+        for sampler in ranks:
+            sampler.set_epoch(epoch)
+        assert [len(s) for s in ranks] == [2, 2]
+        epochs.append([list(s) for s in ranks])
+    windows = [sorted(r0 + r1) for r0, r1 in epochs]
+    assert windows == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 8, 9]]  # the dataset wraps
+    again = EpochSampler(10, 4, seed=5, rank=1, world=2)
+    again.set_epoch(2)
+    assert list(again) == epochs[2][1]  # a pure function of (seed, epoch, rank)
+    with pytest.raises(ValueError, match="multiple of the world size"):
+        EpochSampler(10, 5, seed=0, world=2)
+
+
+def test_loader_with_its_own_sampler(photos):
+    data = make_crops(list_photos(photos)[:2])
+    sampler = EpochSampler(len(data), 6, seed=0)
+    loader = make_loader(data, 3, workers=0, sampler=sampler, drop_last=True, pin_memory=False)
+    assert loader.sampler is sampler and loader.generator is None and not loader.pin_memory
+    assert [len(batch["sharp"]) for batch in loader] == [3, 3]
+    with pytest.raises(ValueError, match="own sampler"):
+        make_loader(data, 3, shuffle=True, sampler=sampler)

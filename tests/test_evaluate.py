@@ -7,7 +7,7 @@ import torch
 
 from pydeblur.degrade import valid_offset
 from tests.helpers import needs_data
-from training import benchmarks_data
+from training import eval_sets
 
 
 def test_aligned_mse_finds_a_known_shift():
@@ -17,32 +17,32 @@ def test_aligned_mse_finds_a_known_shift():
     restored = torch.stack(
         [torch.roll(sharp[n], shifts=s, dims=(-2, -1)) for n, s in enumerate(shifts)]
     )
-    mse, found = benchmarks_data.aligned_mse(restored, sharp, max_shift=5, border=15)
+    mse, found = eval_sets.aligned_mse(restored, sharp, max_shift=5, border=15)
     assert found.tolist() == [list(s) for s in shifts]
     assert mse.max().item() < 1e-12
     # With noise the minimum is still at the true shift and equals the brute-force value there.
     noisy = restored + 0.05 * torch.randn_like(restored)
-    mse, found = benchmarks_data.aligned_mse(noisy, sharp, max_shift=5, border=15)
+    mse, found = eval_sets.aligned_mse(noisy, sharp, max_shift=5, border=15)
     assert found.tolist() == [list(s) for s in shifts]
     for n, (dy, dx) in enumerate(shifts):
         window = noisy[n, :, 15 + dy : 45 + dy, 15 + dx : 55 + dx]
         expected = (window - sharp[n, :, 15:45, 15:55]).square().mean()
         assert mse[n].item() == pytest.approx(expected.item(), rel=1e-9)
-    windows, reference = benchmarks_data.aligned_pair(noisy, sharp, found, border=15)
+    windows, reference = eval_sets.aligned_pair(noisy, sharp, found, border=15)
     assert windows.shape == reference.shape == (3, 2, 30, 40)
 
 
 def test_aligned_mse_rejects_bad_arguments():
     x = torch.rand(1, 1, 40, 40)
     with pytest.raises(ValueError, match="border"):
-        benchmarks_data.aligned_mse(x, x, max_shift=5, border=3)
+        eval_sets.aligned_mse(x, x, max_shift=5, border=3)
     with pytest.raises(ValueError, match="one shape"):
-        benchmarks_data.aligned_mse(x, x[..., :30], max_shift=5, border=15)
+        eval_sets.aligned_mse(x, x[..., :30], max_shift=5, border=15)
 
 
 def test_levin_items_and_the_blurred_baseline():
     folder = needs_data("levin")
-    items = benchmarks_data.levin_items(folder)
+    items = eval_sets.levin_items(folder)
     assert len(items) == 32
     assert len({item["name"] for item in items}) == 32
     assert {item["group"] for item in items[:8]} == {f"k{j}" for j in range(1, 9)}
@@ -52,16 +52,16 @@ def test_levin_items_and_the_blurred_baseline():
     # The blurred inputs score about 23.2 dB under the benchmark's rule.
     blurred = torch.stack([item["blurred"] for item in items])
     sharp = torch.stack([item["sharp"] for item in items])
-    mse, _ = benchmarks_data.aligned_mse(blurred, sharp)
+    mse, _ = eval_sets.aligned_mse(blurred, sharp)
     assert (-10 * torch.log10(mse)).mean().item() == pytest.approx(23.2, abs=0.1)
 
 
 def test_levin_synthetic_items_blur_the_sharp_images_exactly():
     folder = needs_data("levin")
-    captured = benchmarks_data.levin_items(folder, limit=4)
-    synthetic = benchmarks_data.levin_synthetic_items(folder, limit=4)
-    again = benchmarks_data.levin_synthetic_items(folder, limit=4)
-    reseeded = benchmarks_data.levin_synthetic_items(folder, limit=4, seed=1)
+    captured = eval_sets.levin_items(folder, limit=4)
+    synthetic = eval_sets.levin_synthetic_items(folder, limit=4)
+    again = eval_sets.levin_synthetic_items(folder, limit=4)
+    reseeded = eval_sets.levin_synthetic_items(folder, limit=4, seed=1)
     for real, item, same, other in zip(captured, synthetic, again, reseeded, strict=True):
         assert item["name"] == real["name"] and torch.equal(item["psf"], real["psf"])
         torch.testing.assert_close(item["sharp"], real["sharp"], rtol=0, atol=0)
@@ -82,8 +82,8 @@ def test_levin_synthetic_items_blur_the_sharp_images_exactly():
 
 def test_kodak_items_are_seeded_and_noisy_as_asked():
     needs_data("kodak")
-    first = benchmarks_data.kodak_items(crop=64, limit=3)
-    again = benchmarks_data.kodak_items(crop=64, limit=3)
+    first = eval_sets.kodak_items(crop=64, limit=3)
+    again = eval_sets.kodak_items(crop=64, limit=3)
     assert len(first) == 6
     assert [item["group"] for item in first] == ["sigma 0.01"] * 3 + ["sigma 0.03"] * 3
     for a, b in zip(first, again, strict=True):
@@ -91,7 +91,7 @@ def test_kodak_items_are_seeded_and_noisy_as_asked():
         assert a["blurred"].shape == a["sharp"].shape == (3, 64, 64)
     # Noise-free blur of the same crop: the difference is the noise, of the asked sigma.
     item = first[4]
-    noise_free = benchmarks_data.kodak_items(crop=64, limit=3, sigmas=(0.0,))[1]
+    noise_free = eval_sets.kodak_items(crop=64, limit=3, sigmas=(0.0,))[1]
     residual = item["blurred"] - noise_free["blurred"]
     assert residual.std().item() == pytest.approx(0.03, rel=0.05)
 
@@ -139,12 +139,12 @@ def test_evaluate_end_to_end_with_a_tiny_model(tmp_path):
 
 def test_calibration_picks_the_best_of_its_grids(monkeypatch):
     needs_data("kodak")
-    from training import evaluate
+    from training import eval_methods
 
-    items = benchmarks_data.kodak_items(crop=48, limit=2, sigmas=(0.03,))
-    monkeypatch.setattr(evaluate, "RL_ITERATION_GRID", (2, 40))
-    monkeypatch.setattr(evaluate, "TV_WEIGHT_GRID", (0.001, 0.3))
-    tuned = evaluate.calibrate(items, torch.device("cpu"), log=lambda line: None)
+    items = eval_sets.kodak_items(crop=48, limit=2, sigmas=(0.03,))
+    monkeypatch.setattr(eval_methods, "RL_ITERATION_GRID", (2, 40))
+    monkeypatch.setattr(eval_methods, "TV_WEIGHT_GRID", (0.001, 0.3))
+    tuned = eval_methods.calibrate(items, torch.device("cpu"), log=lambda line: None)
     # At sigma 0.03, 40 RL iterations amplify the noise and a tiny TV weight barely regularises.
     assert tuned["rl_iterations"] == 2 and tuned["tv_weight"] == 0.3
     assert tuned["rl_psnr"][2] > tuned["rl_psnr"][40]

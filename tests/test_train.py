@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,11 @@ from safetensors.torch import load_file, save_file
 
 from pydeblur.model import CONFIGS, DeblurNet
 from pydeblur.weights_io import load_model, read_card
-from training.configs import RECIPES
-from training.train import (
-    LOSSES,
-    TrainOptions,
-    init_from,
-    load_checkpoint,
-    lr_factor,
-    parse_args,
-    perturb_psf,
-    recipe_options,
-    run,
-)
+from tests.test_distributed import free_port, set_torchrun_env
+from training.checkpoints import init_from, load_checkpoint
+from training.configs import RECIPES, TrainOptions
+from training.train import LOSSES, lr_factor, parse_args, recipe_options, run
+from training.train_data import perturb_psf
 
 
 class SyntheticBlur(torch.utils.data.Dataset):
@@ -183,20 +175,8 @@ def test_a_recipe_with_an_unknown_option_is_refused(monkeypatch):
         parse_args(["--config", "tiny"])
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank, world, port, out):
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    set_torchrun_env(rank, world, port)
     torch.set_num_threads(1)
     opts = TrainOptions(
         config="tiny",
@@ -217,7 +197,7 @@ def _ddp_worker(rank, world, port, out):
 def test_two_gloo_processes_hold_identical_weights(tmp_path):
     mp.start_processes(
         _ddp_worker,
-        args=(2, _free_port(), str(tmp_path)),
+        args=(2, free_port(), str(tmp_path)),
         nprocs=2,
         join=True,
         start_method="spawn",
@@ -270,7 +250,7 @@ def test_scaled_photos_are_resized_once_and_cached(tmp_path):
     import numpy as np
 
     from pydeblur.io import read_image, write_image
-    from training.train import scaled_photos
+    from training.train_data import scaled_photos
 
     source = tmp_path / "photo.png"
     write_image(source, np.random.default_rng(0).random((40, 60, 3)))

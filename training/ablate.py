@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from training import evaluate, train
-from training.configs import RECIPES
+from training.checkpoints import load_checkpoint
+from training.configs import RECIPES, TrainOptions
+from training.eval_report import publish
 
 ABLATION_RECIPE: dict[str, Any] = {
     **RECIPES["default"],
@@ -87,7 +89,7 @@ def row_options(
     threads: int | None,
     data: str | None = None,
     seed: int = 0,
-) -> train.TrainOptions:
+) -> TrainOptions:
     """The TrainOptions of one row and seed, written to out/NAME (seed 0) or out/NAME-sSEED."""
     if name not in ROWS:
         raise ValueError(f"unknown ablation row {name!r}; rows: {', '.join(ROWS)}")
@@ -96,15 +98,15 @@ def row_options(
     values |= {"threads": threads, "data": data, "seed": seed}
     if steps_per_epoch is not None:
         values["steps_per_epoch"] = steps_per_epoch
-    return train.TrainOptions(**values)
+    return TrainOptions(**values)
 
 
-def finished(opts: train.TrainOptions) -> bool:
+def finished(opts: TrainOptions) -> bool:
     path = Path(opts.out) / "last.pt"
-    return path.exists() and int(train.load_checkpoint(path)["epoch"]) >= opts.epochs
+    return path.exists() and int(load_checkpoint(path)["epoch"]) >= opts.epochs
 
 
-def share_scaled_photos(opts: train.TrainOptions, out: Path) -> None:
+def share_scaled_photos(opts: TrainOptions, out: Path) -> None:
     """Point the row's downscaled-photo caches at one shared copy in out (made once, not per row)."""
     for scale in opts.photo_scales:
         if scale == 1:
@@ -117,7 +119,7 @@ def share_scaled_photos(opts: train.TrainOptions, out: Path) -> None:
             link.symlink_to(shared.resolve(), target_is_directory=True)
 
 
-def train_row(name: str, opts: train.TrainOptions, out: Path) -> None:
+def train_row(name: str, opts: TrainOptions, out: Path) -> None:
     if finished(opts):
         print(f"{Path(opts.out).name}: finished, kept", file=sys.stderr)
         return
@@ -129,7 +131,7 @@ def train_row(name: str, opts: train.TrainOptions, out: Path) -> None:
 
 
 def score(
-    runs: dict[str, list[train.TrainOptions]],
+    runs: dict[str, list[TrainOptions]],
     out: Path,
     paper_limit: int,
     threads: int | None,
@@ -289,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     report["options"] = {
         Path(o.out).name: dataclasses.asdict(o) for seeds in done.values() for o in seeds
     }
-    evaluate.publish(args.out / "ablation", table(report), report)
+    publish(args.out / "ablation", table(report), report)
     return 0
 
 

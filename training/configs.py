@@ -1,11 +1,59 @@
-"""Named training recipes: the `TrainOptions` values that go with each model config.
+"""The options of a training run (`TrainOptions`) and the named recipes: their values per model config.
 
 `python -m training.train --config NAME` starts from `TrainOptions`' defaults, then RECIPES[NAME] (when
 there is one), then the command line's options. A recipe only lists the values it changes, by their
 `TrainOptions` names; the model's shape lives in `pydeblur.model.CONFIGS`.
 """
 
+from dataclasses import dataclass, field
 from typing import Any
+
+from pydeblur.model import CONFIGS, ModelConfig
+
+
+@dataclass
+class TrainOptions:
+    """Everything a run depends on (saved in every checkpoint, so `--resume` continues the same run)."""
+
+    config: str = "tiny"
+    out: str = "runs/tiny"
+    data: str | None = None  # folder of photos (None: the datasets' default)
+    seed: int = 0
+    split_seed: int = 0  # the photo split (pydeblur.datasets.split_photos), shared with evaluation
+    init_from: str | None = None  # start from these weights (.safetensors or .pt) where shapes fit
+    psf_error: float = 0.0  # kernel error given to the network (see perturb_psf); 0: the exact PSF
+    photo_scales: tuple[float, ...] = (
+        1.0,
+    )  # train on the photos resized by each factor (see scaled_photos)
+    batch_size: int = 2
+    crop: int = 48
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 0
+    epochs: int = 2
+    steps_per_epoch: int = 2
+    loss: str = "l2"
+    ssim_weight: float = 0.0
+    ssim_from_epoch: int = 0
+    photons: tuple[float, float] = (2048.0, 2048.0)
+    gauss: tuple[float, float] = (0.05, 0.05)
+    val_crops: int = 2
+    val_crop: int = 48
+    workers: int = 0
+    threads: int | None = None
+    device: str = "cpu"
+    bf16: bool = False
+    channels_last: bool = False
+    grad_clip: float = 1.0
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+
+    def model_config(self) -> ModelConfig:
+        """The network's configuration: CONFIGS[config] with the `model` overrides."""
+        base = CONFIGS[self.config].to_dict() if self.config in CONFIGS else {}
+        if not base:
+            raise ValueError(f"unknown config {self.config!r}; known: {', '.join(sorted(CONFIGS))}")
+        return ModelConfig.from_dict({**base, **self.model})
+
 
 RECIPES: dict[str, dict[str, Any]] = {
     # The paper: batch 32, Adam 5e-4, L2 then SSIM, its single noise level (lambda 2048, sigma 0.05).

@@ -7,276 +7,52 @@ kill loses at most the current epoch, and a run starts by removing the partial f
 `--resume` continues a run exactly (model, optimizer, scheduler, RNG states, epoch); `--init-from`
 starts from another model's weights wherever names and shapes fit.
 Under `torchrun --nproc_per_node N` it trains with DistributedDataParallel (NCCL on GPUs, gloo on
-CPUs), a DistributedSampler per epoch, and logging and checkpoints on rank 0 only.
+CPUs; `pydeblur.distributed`), each epoch's window of items split between the ranks
+(`pydeblur.datasets.EpochSampler`), and logging and checkpoints on rank 0 only. The data of a run are
+in `training.train_data`, its files (checkpoints, log, resume) in `training.checkpoints`, its options
+and recipes in `training.configs`.
 """
 
 import argparse
-import contextlib
-import csv
 import dataclasses
 import json
 import math
-import os
-import re
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pydeblur.atomic import atomic_path, remove_leftovers, save_figure
+from pydeblur import datasets, distributed
 from pydeblur.metrics import psnr
 from pydeblur.model import CONFIGS, DeblurNet, ModelConfig
 from pydeblur.weights_io import save_weights
-from training.configs import RECIPES
+from training.checkpoints import (
+    atomic_save,
+    clean_run_folder,
+    init_from,
+    load_checkpoint,
+    model_card,
+    resumed_options,
+    rng_state,
+    set_rng_state,
+    write_log,
+)
+from training.configs import RECIPES, TrainOptions
+from training.train_data import build_data, perturb_psf, unpack
 
 LOSSES = ("l2", "psnr", "ssim", "l2-then-ssim", "mix")
 
 
-@dataclass
-class TrainOptions:
-    """Everything a run depends on (saved in every checkpoint, so `--resume` continues the same run)."""
-
-    config: str = "tiny"
-    out: str = "runs/tiny"
-    data: str | None = None  # folder of photos (None: the datasets' default)
-    seed: int = 0
-    split_seed: int = 0  # the photo split (pydeblur.datasets.split_photos), shared with evaluation
-    init_from: str | None = None  # start from these weights (.safetensors or .pt) where shapes fit
-    psf_error: float = 0.0  # kernel error given to the network (see perturb_psf); 0: the exact PSF
-    photo_scales: tuple[float, ...] = (
-        1.0,
-    )  # train on the photos resized by each factor (see scaled_photos)
-    batch_size: int = 2
-    crop: int = 48
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05
-    warmup_steps: int = 0
-    epochs: int = 2
-    steps_per_epoch: int = 2
-    loss: str = "l2"
-    ssim_weight: float = 0.0
-    ssim_from_epoch: int = 0
-    photons: tuple[float, float] = (2048.0, 2048.0)
-    gauss: tuple[float, float] = (0.05, 0.05)
-    val_crops: int = 2
-    val_crop: int = 48
-    workers: int = 0
-    threads: int | None = None
-    device: str = "cpu"
-    bf16: bool = False
-    channels_last: bool = False
-    grad_clip: float = 1.0
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
-
-    def model_config(self) -> ModelConfig:
-        base = CONFIGS[self.config].to_dict() if self.config in CONFIGS else {}
-        if not base:
-            raise ValueError(f"unknown config {self.config!r}; known: {', '.join(sorted(CONFIGS))}")
-        return ModelConfig.from_dict({**base, **self.model})
-
-
-# ---------------------------------------------------------------- distributed
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: str) -> Dist:
-    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); single process else."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
-    return Dist(rank, world, local_rank)
-
-
-def run_device(opts: TrainOptions, where: Dist) -> torch.device:
+def run_device(opts: TrainOptions, where: distributed.Ranks) -> torch.device:
+    """opts.device; under torchrun with CUDA, GPU LOCAL_RANK (one GPU per rank, whatever index)."""
     if opts.device.startswith("cuda") and where.world > 1:
-        return torch.device("cuda", where.local_rank)
+        return where.device("cuda")
     return torch.device(opts.device)
-
-
-# ---------------------------------------------------------------- data
-
-
-DEFAULT_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
-TRAIN_REPEATS = 1000  # the training photo list repeated: crop c comes from photo c % n_photos
-
-
-def build_data(opts: TrainOptions) -> tuple[Any, list[tuple[torch.Tensor, ...]]]:
-    """The training dataset (train split) and a fixed validation list of (blurred, psf, sharp).
-
-    Training crops cycle through the photos (crop c of photo c % n) so that any window of
-    consecutive crops covers every photo, with opts.photons / opts.gauss noise ranges. Validation
-    uses the val split at the paper's noise (lambda 2048, sigma 0.05), the protocol of the test set.
-    """
-    from pydeblur import datasets
-
-    split = datasets.split_photos(opts.data or DEFAULT_PHOTOS, seed=opts.split_seed)
-    photos = [
-        path
-        for scale in opts.photo_scales
-        for path in scaled_photos(split["train"], scale, Path(opts.out) / f"photos_x{scale:g}")
-    ]
-    train = datasets.BlurredCrops(
-        photos * TRAIN_REPEATS,
-        crops_per_photo=1,
-        crop_size=opts.crop,
-        photons=opts.photons,
-        gauss=opts.gauss,
-        augment=True,
-        seed=opts.seed,
-    )
-    per_photo = max(1, opts.val_crops // (len(split["val"]) * len(train.exposures)))
-    val = datasets.BlurredCrops(
-        split["val"], per_photo, crop_size=opts.val_crop, seed=opts.seed + 1
-    )
-    items = [unpack(val[i]) for i in range(len(val))]
-    val_batches = [
-        tuple(torch.cat(part) for part in zip(*items[i : i + 8], strict=True))
-        for i in range(0, len(items), 8)
-    ]
-    return train, val_batches
-
-
-def scaled_photos(paths: list[str], scale: float, folder: Path) -> list[str]:
-    """The photos resized by `scale` (area interpolation, 8-bit PNG, cached in folder); 1: as they are.
-
-    The training photos are large wallpapers (about 1000 x 1600) with little detail per pixel; test
-    images such as Levin's (255 x 255) and Kodak (768 x 512) have much more. Downscaled copies put
-    that detail, and strong blur of detailed content, into training.
-    """
-    if scale == 1:
-        return list(paths)
-    if not 0 < scale < 1:
-        raise ValueError(f"photo_scales must be in (0, 1], got {scale}")
-    import cv2
-
-    from pydeblur.io import read_image, write_image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    scaled = []
-    for path in paths:
-        target = folder / (Path(path).stem + ".png")
-        if not target.exists():
-            image, _ = read_image(path)
-            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-            write_image(target, cv2.resize(image[..., :3], size, interpolation=cv2.INTER_AREA))
-        scaled.append(str(target))
-    return scaled
-
-
-def unpack(item: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(blurred [B, 3, H, W], psf [B, 1, kh, kw], sharp [B, 3, H, W]) from a dataset item or batch."""
-    if isinstance(item, dict):
-        blurred, psf, sharp = item["blurred"], item["psf"], item["sharp"]
-    else:
-        blurred, psf, sharp = item
-    if blurred.dim() == 3:
-        blurred, psf, sharp = blurred[None], psf[None], sharp[None]
-    return blurred, psf, sharp
-
-
-class EpochSampler(torch.utils.data.Sampler):
-    """Epoch e draws `count` items from a window of consecutive items, shuffled by (seed, e).
-
-    The dataset is practically endless (every index is a new crop), so an epoch is a window, not a
-    pass: epoch e starts where epoch e - 1 ended, and no item is seen twice until the dataset wraps.
-    Windows of consecutive crops share `pydeblur.datasets`' trajectory blocks (128 crops made by one
-    vectorised call), which makes loading about 3x cheaper than indices scattered over the dataset.
-    With world > 1 it is a distributed sampler: rank r takes items r, r + world, ... of the shuffled
-    window (like DistributedSampler, whose per-epoch pass over the whole dataset does not fit here);
-    call `set_epoch` before each epoch.
-    """
-
-    def __init__(self, n_items: int, count: int, seed: int, rank: int = 0, world: int = 1):
-        if count % world:
-            raise ValueError(f"count ({count}) must be a multiple of the world size ({world})")
-        self.n_items, self.count, self.seed = n_items, count, seed
-        self.rank, self.world, self.epoch = rank, world, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.count // self.world
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        window = (
-            self.epoch * self.count + torch.randperm(self.count, generator=generator)
-        ) % self.n_items
-        return iter(window[self.rank :: self.world].tolist())
-
-
-def make_loader(dataset, opts: TrainOptions, where: Dist) -> torch.utils.data.DataLoader:
-    """One loader for the whole run (persistent workers keep decoded photos); set_epoch per epoch."""
-    sampler = EpochSampler(
-        len(dataset),
-        opts.steps_per_epoch * opts.batch_size * where.world,
-        opts.seed,
-        where.rank,
-        where.world,
-    )
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=opts.batch_size,
-        sampler=sampler,
-        num_workers=opts.workers,
-        pin_memory=opts.device.startswith("cuda"),
-        drop_last=True,
-        persistent_workers=opts.workers > 0,
-    )
-
-
-def perturb_psf(psf: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:
-    """A slightly wrong copy of psf [B, 1, kh, kw], as a real kernel estimate is.
-
-    strength: one number, or one per image [B] (the training loop draws each image's from
-    U(0, psf_error), so that exact and wrong kernels are both seen). Each tap is scaled by (1 + strength N(0, 1)), a faint haze (strength / 10 of the peak, uniform)
-    spreads over the support dilated by one pixel, and the kernel moves by a random sub-pixel shift of
-    up to strength pixels per axis (bilinear); the result is non-negative and sums to 1. The blurred
-    image keeps the exact PSF: the network learns not to trust a kernel blindly. Draws from the torch
-    RNG (saved in checkpoints, so resume stays exact).
-    """
-    batch = psf.shape[0]
-    if not isinstance(strength, torch.Tensor) and strength <= 0:
-        return psf
-    strength = torch.as_tensor(strength, dtype=psf.dtype, device=psf.device).expand(batch)
-    per_tap = strength.view(batch, 1, 1, 1)
-    peak = psf.amax(dim=(-2, -1), keepdim=True)
-    support = torch.nn.functional.max_pool2d(psf, 3, stride=1, padding=1) > 0
-    noisy = psf * (1 + per_tap * torch.randn_like(psf))
-    noisy = noisy + support * (per_tap / 10) * peak * torch.rand_like(psf)
-    shift = (torch.rand(batch, 2, device=psf.device) * 2 - 1) * strength.view(batch, 1)
-    kh, kw = psf.shape[-2:]
-    theta = torch.zeros(batch, 2, 3, device=psf.device, dtype=psf.dtype)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1
-    theta[:, 0, 2] = 2 * shift[:, 0] / kw
-    theta[:, 1, 2] = 2 * shift[:, 1] / kh
-    grid = torch.nn.functional.affine_grid(theta, list(psf.shape), align_corners=False)
-    moved = torch.nn.functional.grid_sample(noisy.clamp_min(0), grid, align_corners=False)
-    return moved / moved.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
 
 
 # ---------------------------------------------------------------- optimisation
@@ -313,77 +89,11 @@ def loss_fn(
     return structural
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-def rng_state() -> dict[str, Any]:
-    """The torch RNG states (dropout, samplers). The data draw from their own seeded generators."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-# The temporary names of the writers before pydeblur.atomic (this script's and pydeblur.model's
-# `.NAME.tmpPID`): no writer uses them any more, so any such file is a killed writer's leftover.
-_OLD_LEFTOVER = re.compile(
-    r"^\.(?:(?:last|best)\.pt\.tmp|log\.csv\.tmp|curves\.png\.tmp\.png"
-    r"|(?:last|best)\.(?:safetensors|json)\.tmp\d+)$"
-)
-
-
-def clean_run_folder(out: Path) -> list[Path]:
-    """Remove what killed writers left in a run folder (and its scaled-photo folders); return it."""
-    if not out.is_dir():
-        return []
-    folders = [out, *sorted(out.glob("photos_x*"))]
-    removed = [path for folder in folders for path in remove_leftovers(folder)]
-    for entry in out.iterdir():
-        if _OLD_LEFTOVER.match(entry.name) and entry.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-            removed.append(entry)
-    return removed
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A training checkpoint (tensors and plain values only: loaded with weights_only=True)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def init_from(model: nn.Module, source: str) -> tuple[int, int]:
-    """Copy the tensors of source (a .safetensors or a .pt checkpoint) whose names and shapes fit.
-
-    Returns (copied, total) tensor counts of the model.
-    """
-    if source.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        tensors = load_file(source)
-    else:
-        tensors = load_checkpoint(source)["model"]
-    own = model.state_dict()
-    fitting = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(fitting, strict=False)
-    return len(fitting), len(own)
-
-
 # ---------------------------------------------------------------- the loop
 
 
 class Trainer:
-    def __init__(self, opts: TrainOptions, where: Dist):
+    def __init__(self, opts: TrainOptions, where: distributed.Ranks):
         self.opts, self.where = opts, where
         self.device = run_device(opts, where)
         torch.manual_seed(opts.seed)
@@ -505,72 +215,13 @@ class Trainer:
         if improved:
             self.best_psnr = row["val_psnr"]
         state = self.state()
-        card = {
-            "trained_with": "python -m training.train",
-            "options": dataclasses.asdict(self.opts),
-            "data": {
-                "photos": f"{self.opts.data or 'pydeblur.datasets default'} (train split of "
-                f"split_photos(seed={self.opts.split_seed})), PSFs from pydeblur.psf",
-                "crop": self.opts.crop,
-                "photo_scales": list(self.opts.photo_scales),
-                "photons": list(self.opts.photons),
-                "gauss": list(self.opts.gauss),
-                "psf_error": self.opts.psf_error,
-            },
-            "seed": self.opts.seed,
-            "steps": self.step,
-            "epoch": self.epoch,
-            "metrics": {k: row[k] for k in ("val_psnr", "val_ssim") if k in row},
-        }
+        card = model_card(self.opts, self.step, self.epoch, row)
         if improved:
             atomic_save(state, self.out / "best.pt")
             save_weights(self.model, self.out / "best.safetensors", card)
         save_weights(self.model, self.out / "last.safetensors", card)
         write_log(self.out, self.history)
         atomic_save(state, self.out / "last.pt")
-
-
-def write_log(out: Path, history: list[dict[str, Any]]) -> None:
-    """log.csv (one row per epoch) and curves.png (training loss and validation PSNR)."""
-    if not history:
-        return
-    keys = list(history[0])
-    with atomic_path(out / "log.csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    losses = [row["train_loss"] for row in history]
-    left.plot(epochs, losses)
-    # the PSNR loss (mean log10 MSE) is negative: a log axis only for the positive losses
-    left.set(xlabel="epoch", ylabel="training loss", yscale="log" if min(losses) > 0 else "linear")
-    right.plot(epochs, [row["val_psnr"] for row in history])
-    right.set(xlabel="epoch", ylabel="validation PSNR (dB)")
-    fig.tight_layout()
-    save_figure(fig, out / "curves.png", dpi=100)
-
-
-# Options that do not change the results: a resumed run takes them from the command line.
-RUNTIME_OPTIONS = ("out", "workers", "threads", "device", "epochs")
-
-
-def resumed_options(opts: TrainOptions) -> TrainOptions:
-    """The options saved in opts.out/last.pt, with the runtime ones (and epochs) from opts."""
-    path = Path(opts.out) / "last.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    saved = json.loads(load_checkpoint(path)["options"])
-    for key in ("photons", "gauss", "photo_scales"):
-        saved[key] = tuple(saved[key])
-    for key in RUNTIME_OPTIONS:
-        saved[key] = getattr(opts, key)
-    return TrainOptions(**saved)
 
 
 def run(
@@ -586,7 +237,7 @@ def run(
         opts = resumed_options(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    where = setup_distributed(opts.device)
+    where = distributed.start(distributed.backend_for(opts.device))
     trainer = Trainer(opts, where)
     if where.main:
         for path in clean_run_folder(trainer.out):
@@ -608,7 +259,16 @@ def run(
     if train_data is None:
         train_data, built_val = build_data(opts)
         val_batches = built_val if val_batches is None else val_batches
-    loader = make_loader(train_data, opts, where)
+    # one loader for the whole run (persistent workers keep decoded photos); set_epoch per epoch
+    window = opts.steps_per_epoch * opts.batch_size * where.world
+    loader = datasets.make_loader(
+        train_data,
+        opts.batch_size,
+        workers=opts.workers,
+        drop_last=True,
+        sampler=datasets.EpochSampler(len(train_data), window, opts.seed, where.rank, where.world),
+        pin_memory=opts.device.startswith("cuda"),
+    )
     try:
         for epoch in range(trainer.epoch, opts.epochs):
             loader.sampler.set_epoch(epoch)
@@ -626,11 +286,9 @@ def run(
                     ),
                     flush=True,
                 )
-            if where.world > 1:
-                dist.barrier()
+            where.barrier()
     finally:
-        if where.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        where.stop()
     return trainer.model
 
 

@@ -63,7 +63,15 @@ def add_parser(subparsers) -> None:
 
 def list_inputs(inputs: list[str]) -> list[Path]:
     """The image files named, and those found (not recursively, hidden files skipped) in the folders
-    named; each file once."""
+    named; each file once.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("b.png", "a.jpg", ".hidden.png", "notes.txt"):
+    ...     (folder / name).touch()
+    >>> [p.name for p in list_inputs([str(folder), str(folder / "b.png")])]
+    ['a.jpg', 'b.png']
+    """
     files: list[Path] = []
     for name in inputs:
         path = Path(name)
@@ -99,7 +107,13 @@ def plan_outputs(
 ) -> list[Path]:
     """Where each input's result goes: `output` itself when it names a file, else
     `output/<input name>`. Refused: an unsupported output suffix, several inputs for one file, two
-    inputs with one name, and (unless `overwrite`) an output that is its input, through links too."""
+    inputs with one name, and (unless `overwrite`) an output that is its input, through links too.
+
+    >>> [p.as_posix() for p in plan_outputs([Path("in/a.png"), Path("in/b.tif")], "out/")]
+    ['out/a.png', 'out/b.tif']
+    >>> plan_outputs([Path("in/a.png")], "sharp.jpg") == [Path("sharp.jpg")]
+    True
+    """
     from pydeblur.io import check_image_path
 
     out = Path(output)
@@ -128,55 +142,19 @@ def plan_outputs(
 
 def prepare_folders(targets: list[Path]) -> None:
     """Before any work: every output folder exists and is writable, and the temporary files of
-    killed earlier runs are gone from it."""
+    killed earlier runs are gone from it.
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "new" / "sharp.png"
+    >>> prepare_folders([target])
+    >>> target.parent.is_dir()
+    True
+    """
     from pydeblur.atomic import check_writable, remove_leftovers
 
     for folder in dict.fromkeys(target.parent for target in targets):
         check_writable(folder)
         remove_leftovers(folder)
-
-
-class Shard:
-    """This process's rank and share of the work under torchrun (rank 0 of 1 otherwise)."""
-
-    def __init__(self) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.group = None
-        if self.world > 1:
-            import torch.distributed as dist
-
-            # gloo suffices for the one gather of the summary, and works whatever the device.
-            dist.init_process_group("gloo")
-            self.group = dist
-
-    def take(self, items: list) -> list:
-        return items[self.rank :: self.world]
-
-    def device(self, requested: str) -> str:
-        """One GPU per rank: a bare "cuda" or "auto" on a CUDA machine becomes cuda:LOCAL_RANK."""
-        import torch
-
-        from pydeblur.restore import resolve_device
-
-        device = resolve_device(requested)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", self.local_rank % torch.cuda.device_count())
-        if device.type == "cuda":
-            torch.cuda.set_device(device)  # kernels and FFT plans of this rank on its own GPU
-        return str(device)
-
-    def gather(self, record: dict) -> list[dict]:
-        if self.group is None:
-            return [record]
-        records: list = [None] * self.world
-        self.group.all_gather_object(records, record)
-        return records
-
-    def close(self) -> None:
-        if self.group is not None:
-            self.group.destroy_process_group()
 
 
 def _naming(source: Path, error: BaseException) -> str:
@@ -186,7 +164,20 @@ def _naming(source: Path, error: BaseException) -> str:
 
 
 def deblur_file(source: Path, target: Path, psf, deblurrer, max_pixels: int | None) -> None:
-    """Deblur one file into `target` with a `pydeblur.restore.Deblurrer`; every error names `source`."""
+    """Deblur one file into `target` with a `pydeblur.restore.Deblurrer`; every error names `source`.
+
+    psf: a [kh, kw] kernel. `target` gets the sample type of `source` (8 or 16 bit).
+
+    >>> import tempfile, numpy as np
+    >>> from pydeblur.io import read_image, write_image
+    >>> from pydeblur.restore import Deblurrer
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_image(folder / "blurry.png", np.full((24, 32, 3), 0.5, np.float32))
+    >>> psf = np.full((5, 5), 1 / 25, np.float32)
+    >>> deblur_file(folder / "blurry.png", folder / "sharp.png", psf, Deblurrer("default", "cpu"), None)
+    >>> read_image(folder / "sharp.png")[0].shape
+    (24, 32, 3)
+    """
     from pydeblur.io import check_image_path, read_image, write_image
 
     try:
@@ -202,8 +193,9 @@ def deblur_file(source: Path, target: Path, psf, deblurrer, max_pixels: int | No
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from pydeblur import distributed
     from pydeblur.kernel_io import read_psf
-    from pydeblur.restore import Deblurrer
+    from pydeblur.restore import Deblurrer, resolve_device
     from pydeblur.tiling import tune_allocator
 
     if args.max_pixels < 0:
@@ -213,9 +205,11 @@ def run(args: argparse.Namespace) -> int:
     files = list_inputs(args.inputs)
     targets = plan_outputs(files, args.output, args.inputs, args.overwrite)
     psf = read_psf(args.psf)
-    shard = Shard()
+    # gloo suffices for the one gather of the summary, and works whatever the device.
+    shard = distributed.start("gloo")
     try:
-        deblurrer = Deblurrer(args.model, shard.device(args.device), tile=args.tile)
+        device = str(shard.device(resolve_device(args.device)))  # one GPU per rank
+        deblurrer = Deblurrer(args.model, device, tile=args.tile)
         if args.tile is not None:
             deblurrer.plan(psf.shape)  # a tile under twice the overlap: refused before any work
         prepare_folders(targets)
@@ -239,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         record["seconds"] = time.perf_counter() - start
         records = shard.gather(record)
     finally:
-        shard.close()
+        shard.stop()
     if shard.rank == 0:
         done = sum(r["done"] for r in records)
         failed = sum(r["failed"] for r in records)
