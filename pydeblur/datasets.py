@@ -1,6 +1,6 @@
 """Training and evaluation data: blurred, noisy crops made on the fly from a folder of sharp photos.
 
-The protocol of DESIGN.md: photos split by source photo into train/val/test; random crops; one
+The protocol of docs/design.md: photos split by source photo into train/val/test; random crops; one
 camera-shake trajectory per crop sampled into one PSF per exposure fraction (4 by default); blur by
 valid linear convolution (`pydeblur.degrade`) and Poisson-Gaussian photon noise. Every item is a pure
 function of (seed, index), so it is the same in every epoch and with any number of workers. The fixed

@@ -1,7 +1,7 @@
 """Synthetic degradation: motion blur by true linear convolution, then Boracchi-Foi photon noise
 (`pydeblur.noise.add_photon_noise`).
 
-Convention (DESIGN.md): a PSF [kh, kw] has its centre at element (kh // 2, kw // 2) and blurring is
+Convention (docs/design.md): a PSF [kh, kw] has its centre at element (kh // 2, kw // 2) and blurring is
 convolution, not correlation:
 
     blurred[r, c] = sum_{a, b} psf[a, b] * sharp[r - (a - kh // 2), c - (b - kw // 2)].

@@ -125,7 +125,7 @@ CONFIGS: dict[str, ModelConfig] = {
         clamp_features=True,
         context_levels=3,
     ),
-    # The network DESIGN.md measured on these CPUs (6 blocks, 48 channels, 3x3).
+    # The network docs/design.md measured on these CPUs (6 blocks, 48 channels, 3x3).
     "small": ModelConfig(
         blocks=6, channels=48, kernel_size=3, dropout=0.0, head="mix", clamp_features=True
     ),

@@ -1,6 +1,6 @@
 """Noise: the photon noise of the synthetic data, the noise level of a photo, and SNR conventions.
 
-- `add_photon_noise`: Boracchi-Foi Poisson-Gaussian noise (DESIGN.md's model of the training data),
+- `add_photon_noise`: Boracchi-Foi Poisson-Gaussian noise (docs/design.md's model of the training data),
   with `expected_noise_variance` its mean variance per image.
 - `estimate_noise_sigma`: the noise standard deviation of an image, measured from the image alone;
   `MIN_SIGMA` is the floor of any 8-bit photo's noise.
@@ -118,7 +118,7 @@ def signal_to_noise_db(sharp: torch.Tensor, noise_variance: torch.Tensor) -> tor
 def snr_to_nsr(snr_db: float | Sequence[float] | torch.Tensor, mode: str = "db") -> torch.Tensor:
     """Noise-to-signal ratios for assumed SNRs: a number or [S] -> [S].
 
-    mode "db": nsr = 10^(-snr/10) (DESIGN.md); mode "linear": nsr = 1/snr (how the paper's MATLAB
+    mode "db": nsr = 10^(-snr/10) (docs/design.md); mode "linear": nsr = 1/snr (how the paper's MATLAB
     code read the same numbers). A tensor keeps its dtype and device and stays differentiable (a
     learnable bank); numbers and sequences give float64.
 

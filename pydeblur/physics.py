@@ -1,7 +1,7 @@
 """The blur model the solvers share: y = k * x, circular convolution by a PSF, in the Fourier domain.
 
 A PSF [kh, kw] has its centre at element (kh // 2, kw // 2) and blurs by convolution, not correlation
-(DESIGN.md); `psf2otf` moves that centre to the frequency origin as MATLAB's psf2otf does, so
+(docs/design.md); `psf2otf` moves that centre to the frequency origin as MATLAB's psf2otf does, so
 deconvolving gives the image back with no shift or flip. Everything here is periodic (circular):
 callers that work on real photos pad them first (`pydeblur.boundary.pad_periodic`) and crop after.
 
