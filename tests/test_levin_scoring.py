@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.levin_scoring import shifted_psnr
+from training.levin_scoring import best_shift, shifted_psnr, shifted_windows
 
 
 def direct_shifted_psnr(estimate, sharp, max_shift, step, border):
@@ -55,3 +55,14 @@ def test_bad_arguments_are_named():
         shifted_psnr(x, x, max_shift=20)
     with pytest.raises(ValueError, match="step"):
         shifted_psnr(x, x, step=0.3)
+
+
+def test_the_windows_at_the_best_shift_give_its_mse():
+    generator = torch.Generator().manual_seed(2)
+    sharp = torch.rand(3, 1, 40, 44, generator=generator)
+    estimate = sharp.clone()
+    estimate[..., 1:, :-1] = 0.5 * sharp[..., :-1, :-1] + 0.5 * sharp[..., :-1, 1:]
+    mse, shift = best_shift(estimate, sharp)
+    assert (shift.frac() != 0).any()  # fractional shifts were chosen
+    windows, interior = shifted_windows(estimate, sharp, shift)
+    torch.testing.assert_close((windows - interior).square().mean(dim=(1, 2, 3)).double(), mse)

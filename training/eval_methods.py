@@ -17,7 +17,7 @@ import torch
 from pydeblur import baselines
 from pydeblur.metrics import psnr
 from pydeblur.noise import signal_to_noise_db, snr_to_nsr
-from training import eval_sets
+from training import levin_scoring
 
 BLURRED = "Blurred input"
 PAPER_BASELINE = "Paper baseline: Wiener (set's average SNR) + bilateral"
@@ -51,34 +51,43 @@ class Method:
 
 def score_images(
     restored: torch.Tensor, sharp: torch.Tensor, aligned: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(PSNR [N], SSIM [N]) of restored against sharp, both [N, C, H, W], restored clipped to [0, 1].
+) -> dict[str, torch.Tensor]:
+    """Scores of restored against sharp, both [N, C, H, W], restored clipped to [0, 1]: {"psnr": [N],
+    "ssim": [N]}, and for an aligned set also "psnr_integer" [N].
 
-    aligned: Levin's rule, the best integer shift within +-5 px and a 15 px border; SSIM is taken at
-    the shift that gives the best PSNR. SSIM: `pydeblur.ops.ssim`, Gaussian window 11 / 1.5, "valid"
-    padding (the skimage / pytorch_msssim convention)."""
+    aligned: Levin's standard scoring (`training.levin_scoring`: the best shift within +-5 px in
+    0.25-px steps, a 15 px border), with "psnr_integer" the same over integer shifts only; SSIM is
+    taken at the shift that gives the best PSNR. SSIM: `pydeblur.ops.ssim`, Gaussian window 11 / 1.5,
+    "valid" padding (the skimage / pytorch_msssim convention)."""
     from pydeblur.ops import ssim
 
     restored = restored.clamp(0, 1).to(sharp.dtype)
-    if aligned:
-        mse, shift = eval_sets.aligned_mse(restored, sharp)
-        windows, reference = eval_sets.aligned_pair(restored, sharp, shift)
-        return (-10 * torch.log10(mse)).float(), ssim(
-            windows, reference, padding="valid", reduction="none"
-        )
-    return psnr(restored, sharp).float(), ssim(restored, sharp, padding="valid", reduction="none")
+    if not aligned:
+        return {
+            "psnr": psnr(restored, sharp).float(),
+            "ssim": ssim(restored, sharp, padding="valid", reduction="none"),
+        }
+    mse, shift = levin_scoring.best_shift(restored, sharp)
+    integer, _ = levin_scoring.best_shift(restored, sharp, step=1)
+    windows, reference = levin_scoring.shifted_windows(restored, sharp, shift)
+    return {
+        "psnr": (-10 * torch.log10(mse)).float(),
+        "ssim": ssim(windows, reference, padding="valid", reduction="none"),
+        "psnr_integer": (-10 * torch.log10(integer)).float(),
+    }
 
 
 def psnr_candidates(aligned: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The oracle's score of candidates [B, S, C, H, W] against sharp [B, C, H, W] -> [B, S]."""
+    """The oracle's score of candidates [B, S, C, H, W] against sharp [B, C, H, W] -> [B, S]: the
+    set's own PSNR (Levin's standard scoring on an aligned set)."""
     if not aligned:
         return baselines.psnr_scores
 
     def score(candidates: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
         b, s = candidates.shape[:2]
         flat = candidates.clamp(0, 1).flatten(0, 1)
-        mse, _ = eval_sets.aligned_mse(flat, sharp.unsqueeze(1).expand_as(candidates).flatten(0, 1))
-        return (-10 * torch.log10(mse)).view(b, s).float()
+        reference = sharp.unsqueeze(1).expand_as(candidates).flatten(0, 1)
+        return levin_scoring.shifted_psnr(flat, reference).view(b, s).float()
 
     return score
 
@@ -161,7 +170,8 @@ def calibrate(items: list[dict], device: torch.device, log=print) -> dict:
         total = 0.0
         for _, chunk in batches(chosen, 4):
             blurred, psf, sharp = stack(chunk, device)
-            total += float(score_images(run(blurred, psf), sharp, chunk[0]["aligned"])[0].sum())
+            scores = score_images(run(blurred, psf), sharp, chunk[0]["aligned"])
+            total += float(scores["psnr"].sum())
         return total / len(chosen)
 
     rl = {
@@ -239,20 +249,21 @@ def stack(
 @torch.inference_mode()
 def run_method(
     method: Method, items: list[dict], device: torch.device, keep: set[int]
-) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
-    """PSNR [N] and SSIM [N] of every item, and the restored images of the items in `keep`."""
+) -> tuple[dict[str, torch.Tensor], dict[int, torch.Tensor]]:
+    """The scores of every item (`score_images`: name -> [N]), and the restored images of the items
+    in `keep`."""
     aligned = items[0]["aligned"]
-    psnrs, ssims, kept = [], [], {}
+    scores: dict[str, list[torch.Tensor]] = {}
+    kept = {}
     for start, chunk in batches(items, method.batch_size):
         blurred, psf, sharp = stack(chunk, device)
         restored = method.run(blurred, psf, sharp)
-        p, s = score_images(restored, sharp, aligned)
-        psnrs.append(p.cpu())
-        ssims.append(s.float().cpu())
+        for key, value in score_images(restored, sharp, aligned).items():
+            scores.setdefault(key, []).append(value.float().cpu())
         for offset in range(len(chunk)):
             if start + offset in keep:
                 kept[start + offset] = restored[offset].clamp(0, 1).float().cpu()
-    return torch.cat(psnrs), torch.cat(ssims), kept
+    return {key: torch.cat(values) for key, values in scores.items()}, kept
 
 
 @torch.inference_mode()

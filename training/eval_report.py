@@ -23,21 +23,19 @@ PAPER_TABLE_1 = [
 ]
 
 
-def summarise(items: list[dict], psnrs: torch.Tensor, ssims: torch.Tensor) -> dict:
-    """A method's row of one set from its scores of every item, PSNR [N] and SSIM [N]: the means
-    overall and per group ({"psnr", "ssim", "n"}, groups in the order of the items), and per image."""
+def summarise(items: list[dict], scores: dict[str, torch.Tensor]) -> dict:
+    """A method's row of one set from its scores of every item (name -> [N]: "psnr", "ssim", and
+    "psnr_integer" on Levin's sets): the means overall and per group (with "n"; groups in the order of
+    the items), and per image."""
     groups: dict[str, list[int]] = {}
     for index, item in enumerate(items):
         groups.setdefault(item["group"], []).append(index)
-    result = {
-        "psnr": float(psnrs.mean()),
-        "ssim": float(ssims.mean()),
-        "groups": {
-            g: {"psnr": float(psnrs[i].mean()), "ssim": float(ssims[i].mean()), "n": len(i)}
-            for g, i in groups.items()
-        },
-        "per_image": {"psnr": psnrs.tolist(), "ssim": ssims.tolist()},
+    result = {key: float(values.mean()) for key, values in scores.items()}
+    result["groups"] = {
+        g: {**{key: float(values[i].mean()) for key, values in scores.items()}, "n": len(i)}
+        for g, i in groups.items()
     }
+    result["per_image"] = {key: values.tolist() for key, values in scores.items()}
     return result
 
 
@@ -51,7 +49,13 @@ def markdown(results: dict) -> str:
         timed = block["timed_image"] is not None
         lines.append(f"### {block['title']}")
         lines.append("")
+        integer = all("psnr_integer" in r for r in block["methods"].values())
         note = f"{block['n_images']} images; PSNR (dB) / SSIM."
+        if integer:
+            note = (
+                f"{block['n_images']} images; PSNR (dB) / SSIM by Levin's standard scoring (best "
+                "shift in 0.25-px steps); the last PSNR column searches integer shifts only."
+            )
         if block["best_single_nsr"] is not None:
             note += (
                 f" Paper baseline nsr {block['paper_baseline_nsr']:.3g} (average SNR "
@@ -61,12 +65,15 @@ def markdown(results: dict) -> str:
             )
         lines.append(note)
         lines.append("")
-        header = ["method", *groups, "all"] + (["time (s)", "CPU time (s)"] if timed else [])
+        header = ["method", *groups, "all"] + (["all, integer shifts"] if integer else [])
+        header += ["time (s)", "CPU time (s)"] if timed else []
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for method, r in block["methods"].items():
             cells = [f"{r['groups'][g]['psnr']:.2f} / {r['groups'][g]['ssim']:.3f}" for g in groups]
             cells.append(f"**{r['psnr']:.2f}** / {r['ssim']:.3f}")
+            if integer:
+                cells.append(f"{r['psnr_integer']:.2f}")
             if timed:
                 cells += [f"{r['time_s']:.3f}", f"{r['cpu_time_s']:.3f}"]
             lines.append("| " + " | ".join([method, *cells]) + " |")

@@ -2,7 +2,7 @@
 
 An item is a dict: "blurred" [C, H, W], "sharp" [C, H, W], "psf" [1, kh, kw] (sum 1, true convolution),
 "group" (the column it is reported under), "name", "noise_var" (the noise variance the paper baseline
-assumes; see docs/evaluation.md), and "aligned" (score after the best small shift, Levin's rule).
+assumes; see docs/evaluation.md), and "aligned" (scored by Levin's rule, `training.levin_scoring`).
 
 - `paper_items`: the fixed held-out test set (`pydeblur.datasets.load_test_set`), grouped by exposure.
 - `levin_items`: Levin et al. 2009, 4 greyscale images x 8 real camera-shake kernels, captured blur.
@@ -20,8 +20,6 @@ import torch
 from pydeblur.io import read_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LEVIN_SHIFT = 5  # the best integer shift within +-5 pixels ...
-LEVIN_BORDER = 15  # ... ignoring a 15-pixel border: the benchmark's standard scoring
 KODAK_SIGMAS = (0.01, 0.03)
 KODAK_CROP = 256
 KODAK_SEED = 0
@@ -208,77 +206,3 @@ def kodak_items(
                 }
             )
     return items
-
-
-# ---------------------------------------------------------------------------------------------------
-# Levin's scoring rule
-
-
-def aligned_mse(
-    restored: torch.Tensor,
-    sharp: torch.Tensor,
-    max_shift: int = LEVIN_SHIFT,
-    border: int = LEVIN_BORDER,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The smallest MSE over integer shifts within +-max_shift, ignoring `border` pixels.
-
-    restored, sharp: [N, C, H, W]. The sharp image's interior [border:H-border, border:W-border] is
-    compared with the restored image's window moved by (dy, dx). Returns (mse [N], shift [N, 2] as
-    (dy, dx): restored[r + dy, c + dx] matches sharp[r, c]).
-    """
-    if restored.shape != sharp.shape or restored.dim() != 4:
-        raise ValueError(
-            f"restored and sharp must be [N, C, H, W] of one shape, got {tuple(restored.shape)} "
-            f"and {tuple(sharp.shape)}"
-        )
-    if border < max_shift:
-        raise ValueError(f"border ({border}) must be at least max_shift ({max_shift})")
-    height, width = sharp.shape[-2:]
-    if height <= 2 * border or width <= 2 * border:
-        raise ValueError(f"images of {height}x{width} have nothing inside a {border}-pixel border")
-    # Every shift at once: sum (w - r)^2 = sum w^2 - 2 sum w r + sum r^2 over the window w of each
-    # shift; sum w r is a cross-correlation (FFT; the shifts never wrap around since border >=
-    # max_shift), sum w^2 a box sum of restored^2 (integral image).
-    x = restored.double()
-    reference = torch.zeros_like(x)
-    interior = (..., slice(border, height - border), slice(border, width - border))
-    reference[interior] = sharp[interior].double()
-    correlation = torch.fft.irfft2(
-        torch.fft.rfft2(x) * torch.fft.rfft2(reference).conj(), s=(height, width)
-    )
-    lags = torch.arange(-max_shift, max_shift + 1, device=x.device)
-    cross = correlation[..., lags[:, None] % height, lags[None, :] % width].sum(
-        1
-    )  # [N, 2s+1, 2s+1]
-    integral = torch.nn.functional.pad(x.square().sum(1).cumsum(-2).cumsum(-1), (1, 0, 1, 0))
-    top = border + lags[:, None]
-    left = border + lags[None, :]
-    bottom, right = top + height - 2 * border, left + width - 2 * border
-    energy = (
-        integral[:, bottom, right]
-        - integral[:, top, right]
-        - integral[:, bottom, left]
-        + integral[:, top, left]
-    )
-    count = sharp.shape[1] * (height - 2 * border) * (width - 2 * border)
-    sse = energy - 2 * cross + reference.square().flatten(1).sum(1)[:, None, None]
-    mse = (sse / count).clamp_min(0).flatten(1)
-    best, index = mse.min(dim=1)
-    side = 2 * max_shift + 1
-    best_shift = torch.stack([index // side - max_shift, index % side - max_shift], dim=1)
-    return best, best_shift
-
-
-def aligned_pair(
-    restored: torch.Tensor,
-    sharp: torch.Tensor,
-    shift: torch.Tensor,
-    border: int = LEVIN_BORDER,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The compared windows at the given shifts [N, 2]: (restored, sharp) [N, C, H - 2b, W - 2b]."""
-    height, width = sharp.shape[-2:]
-    windows = [
-        restored[n, :, border + dy : height - border + dy, border + dx : width - border + dx]
-        for n, (dy, dx) in enumerate(shift.tolist())
-    ]
-    return torch.stack(windows), sharp[..., border : height - border, border : width - border]

@@ -46,7 +46,7 @@ DEFAULT_SETS = SETS[:3]
 DEFAULT_TEST_SET = Path("data/test_set.safetensors")
 SET_TITLES = {
     "paper": "Paper protocol: held-out test photos, 4 exposures per crop",
-    "levin": "Levin et al. 2009: 32 real camera-shake images (best shift within +-5 px, 15 px border)",
+    "levin": "Levin et al. 2009: 32 real camera-shake images (best shift within +-5 px in 0.25-px steps, 15 px border)",
     "kodak": "Kodak 24 photos x 8 Levin kernels, Gaussian noise",
     "levin-synthetic": "Levin's sharp images blurred synthetically with their kernels, noise as "
     "estimated from the captures (a diagnostic; Levin's scoring)",
@@ -79,8 +79,8 @@ def evaluate_set(
     results, kept = {}, {}
     for method in methods:
         start = time.perf_counter()
-        psnrs, ssims, kept[method.name] = run_method(method, items, device, keep)
-        results[method.name] = summarise(items, psnrs, ssims)
+        scores, kept[method.name] = run_method(method, items, device, keep)
+        results[method.name] = summarise(items, scores)
         log(
             f"  {name}: {method.name}: {results[method.name]['psnr']:.2f} dB ({time.perf_counter() - start:.0f} s)"
         )
