@@ -181,6 +181,29 @@ def read_psf(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     return check_psf(kernel, name=f"kernel in {path}")
 
 
+def load_psf(source: str | os.PathLike, key: str | None = None) -> np.ndarray:
+    """A kernel named by a spec or a file: float32 [kh, kw] summing to 1 (validated by `check_psf`).
+
+    A string whose part before its first ':' is a kernel name (motion, defocus, disk, gaussian) and
+    that does not end in a kernel file suffix is a spec, made by `pydeblur.kernels.parse_psf_spec`
+    (`motion:15,30`, `defocus:4`, `gaussian:2`; docs/kernels.md); anything else, and every
+    os.PathLike, is a file read by `read_psf` (`key`: its .mat variable). The rule does not look at
+    the disk: a file literally named like a spec has a suffix (`motion:15,30.npy`), so it is a file.
+
+    >>> load_psf("motion:9,0").shape, load_psf("defocus:4").shape
+    ((1, 11), (9, 9))
+    >>> import pydeblur
+    >>> load_psf(str(pydeblur.DEMO_PSF)).shape
+    (34, 34)
+    """
+    if isinstance(source, str) and not source.lower().endswith(KERNEL_SUFFIXES):
+        from pydeblur.kernels import is_psf_spec, parse_psf_spec
+
+        if is_psf_spec(source):
+            return check_psf(parse_psf_spec(source), name=f"kernel {source}")
+    return read_psf(source, key)
+
+
 def write_psf(
     path: str | os.PathLike, psf, *, bits: int = 16, mat_version: str = "5", key: str = "psf"
 ) -> None:

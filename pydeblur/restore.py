@@ -21,17 +21,19 @@ from pydeblur.image_batch import from_batch, to_batch
 
 
 def _as_psf(psf, image_shape: tuple[int, int]) -> torch.Tensor:
-    """A kernel as [kh, kw] float32 summing to 1, from an array, a tensor or a kernel file, validated
-    by `pydeblur.kernel_io.check_psf` (2-D, finite, non-negative, positive sum, no larger than the image)."""
-    from pydeblur.kernel_io import check_psf, read_psf
+    """A kernel as [kh, kw] float32 summing to 1, from an array, a tensor, a kernel file or a spec
+    ("motion:15,30": `kernel_io.load_psf`), validated by `pydeblur.kernel_io.check_psf` (2-D,
+    finite, non-negative, positive sum, no larger than the image)."""
+    from pydeblur.kernel_io import check_psf, load_psf
 
     if isinstance(psf, (str, os.PathLike)):
-        psf = read_psf(psf)
+        psf = load_psf(psf)
     elif isinstance(psf, torch.Tensor):
         psf = psf.detach().cpu().double().numpy()
     elif not isinstance(psf, np.ndarray):
         raise TypeError(
-            f"psf must be a 2-D NumPy array, a torch tensor or a kernel file, got {type(psf).__name__}"
+            "psf must be a 2-D NumPy array, a torch tensor, a kernel file or spec, got "
+            f"{type(psf).__name__}"
         )
     if psf.ndim == 4 and psf.shape[:2] == (1, 1):
         psf = psf[0, 0]

@@ -8,7 +8,7 @@ import torch
 from pydeblur.degrade import degrade, pad_for_blur
 from pydeblur.image_batch import from_batch, to_batch
 from pydeblur.io import check_image_path, read_image, write_image
-from pydeblur.kernel_io import check_psf, read_psf
+from pydeblur.kernel_io import check_psf, load_psf
 from pydeblur.noise import GAUSS, PHOTONS
 
 
@@ -22,7 +22,13 @@ def add_parser(subparsers) -> None:
         "z = Poisson(L T blurred) + N(0, S^2), output z / (L T), clipped to [0, 1] by the file.",
     )
     parser.add_argument("sharp", help="sharp image (8 or 16 bit; grey, RGB or RGBA)")
-    parser.add_argument("--psf", required=True, help="kernel file: .npy .png .txt .csv .mat")
+    parser.add_argument(
+        "--psf",
+        required=True,
+        metavar="KERNEL",
+        help="kernel file (.npy .png .txt .csv .mat) or spec: motion:LENGTH,ANGLE, defocus:RADIUS, "
+        "gaussian:SIGMA[,SIGMA2,ANGLE] (docs/kernels.md)",
+    )
     parser.add_argument(
         "--photons",
         type=float,
@@ -43,7 +49,7 @@ def run(args) -> None:
         raise ValueError(f"output {output} is the input {args.sharp}; choose another output")
     image, source_dtype = read_image(args.sharp)
     check_image_path(output, source_dtype, image.shape[2] if image.ndim == 3 else 1)
-    psf = check_psf(read_psf(args.psf), f"kernel in {args.psf}", image.shape[:2])
+    psf = check_psf(load_psf(args.psf), f"kernel {args.psf}", image.shape[:2])
     colour, alpha, form = to_batch(image)
     padded = pad_for_blur(colour, *psf.shape, mode="reflect")
     generator = torch.Generator().manual_seed(args.seed)

@@ -27,7 +27,12 @@ def add_parser(subparsers) -> None:
         "inputs", nargs="+", metavar="BLURRY", help="image files or folders of them"
     )
     parser.add_argument(
-        "--psf", required=True, metavar="KERNEL", help="blur kernel: .npy, .png, .txt, .csv or .mat"
+        "--psf",
+        required=True,
+        metavar="KERNEL",
+        help="blur kernel: a file (.npy, .png, .txt, .csv or .mat) or a spec: motion:LENGTH,ANGLE, "
+        "defocus:RADIUS, gaussian:SIGMA[,SIGMA2,ANGLE] (pixels; degrees counter-clockwise from +x; "
+        "docs/kernels.md)",
     )
     parser.add_argument(
         "-o",
@@ -194,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pydeblur import distributed
-    from pydeblur.kernel_io import read_psf
+    from pydeblur.kernel_io import load_psf
     from pydeblur.restore import Deblurrer, resolve_device
     from pydeblur.tiling import tune_allocator
 
@@ -204,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     tune_allocator()
     files = list_inputs(args.inputs)
     targets = plan_outputs(files, args.output, args.inputs, args.overwrite)
-    psf = read_psf(args.psf)
+    psf = load_psf(args.psf)
     # gloo suffices for the one gather of the summary, and works whatever the device.
     shard = distributed.start("gloo")
     try:
