@@ -132,3 +132,18 @@ def test_limits_per_set():
         parse_limits("mnist=3")
     with pytest.raises(ValueError, match="positive"):
         parse_limits("paper=0")
+
+
+def test_the_fdn_peer_row_takes_the_noise_not_the_sharp_image(tmp_path):
+    from training.eval_methods import FDN_ROW, peer_methods, run_method
+
+    assert peer_methods(tmp_path) == []  # no weights there: no peer rows
+    peers = peer_methods(needs_data("peers"))
+    assert [m.name for m in peers] == [FDN_ROW] and peers[0].noise
+    items = eval_sets.levin_items(needs_data("levin"), limit=1)
+    seen = []
+    original = peers[0].run
+    peers[0].run = lambda y, k, third: seen.append(third) or original(y, k, third)
+    scores, _ = run_method(peers[0], items, torch.device("cpu"), keep=set())
+    assert torch.equal(seen[0], torch.tensor([items[0]["noise_var"] ** 0.5], dtype=torch.float64))
+    assert scores["psnr"][0] > scores["psnr_integer"][0] > 25  # deblurred; quarters beat integers

@@ -7,10 +7,12 @@ set's items (`score_images`: PSNR and SSIM, Levin's shift search where the set a
 `time_method` times it on one image. Items are those of `training.eval_sets`.
 """
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -38,11 +40,15 @@ DEFAULT_TUNING = {
 
 @dataclass
 class Method:
-    """A row of the tables: run(blurred [B,C,H,W], psf [B,1,kh,kw], sharp [B,C,H,W]) -> [B,C,H,W]."""
+    """A row of the tables: run(blurred [B,C,H,W], psf [B,1,kh,kw], sharp [B,C,H,W]) -> [B,C,H,W].
+
+    noise: run's third argument is instead each image's noise sigma [B] (the set's known noise where
+    it defines one, else the estimate from the blurred image: the items' "noise_var")."""
 
     name: str
     run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     batch_size: int = 8
+    noise: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -217,6 +223,33 @@ def model_method(name_or_path: str, device: torch.device, batch_size: int) -> tu
     return Method(f"Model: {label}", run, batch_size), summary
 
 
+FDN_ROW = "Peer: FDN (Kruse et al. 2017), the authors' weights, our inference"
+FDN_LOW_NOISE = (1.0, 3.0)  # the sigma range (0..255) of the weights trained for it
+
+
+def peer_methods(folder: str | os.PathLike) -> list[Method]:
+    """The published peers whose weights are in `folder` (peers only: never trained on or shipped):
+    FDN (`training.fdn`), grey channel by channel, its sigma input from the item's noise; the weights
+    trained for sigma 1..3 (on 0..255) where the noise lies in that range, else those for 0.1..12.75."""
+    from training.fdn import fdn_colour, load_fdn
+
+    folder = Path(folder) / "fdn"
+    if not folder.is_dir():
+        return []
+    low, wide = load_fdn(folder / "sigma_1.0-3.0"), load_fdn(folder / "sigma_0.1-12.75")
+
+    def run(y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for index in range(y.shape[0]):
+            s = float(sigma[index])
+            model = low if FDN_LOW_NOISE[0] <= 255 * s <= FDN_LOW_NOISE[1] else wide
+            part = (y[index : index + 1].float(), k[index : index + 1].float(), [max(s, 1e-4)])
+            outputs.append(fdn_colour(model, *part).to(y.dtype))
+        return torch.cat(outputs)
+
+    return [Method(FDN_ROW, run, batch_size=4, noise=True)]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Running
 
@@ -246,6 +279,13 @@ def stack(
     )
 
 
+def third_argument(method: Method, chunk: list[dict], sharp: torch.Tensor) -> torch.Tensor:
+    """What `method.run` takes after the kernel: the sharp images, or the noise sigmas [B]."""
+    if not method.noise:
+        return sharp
+    return torch.tensor([item["noise_var"] ** 0.5 for item in chunk], dtype=torch.float64)
+
+
 @torch.inference_mode()
 def run_method(
     method: Method, items: list[dict], device: torch.device, keep: set[int]
@@ -257,7 +297,7 @@ def run_method(
     kept = {}
     for start, chunk in batches(items, method.batch_size):
         blurred, psf, sharp = stack(chunk, device)
-        restored = method.run(blurred, psf, sharp)
+        restored = method.run(blurred, psf, third_argument(method, chunk, sharp))
         for key, value in score_images(restored, sharp, aligned).items():
             scores.setdefault(key, []).append(value.float().cpu())
         for offset in range(len(chunk)):
@@ -273,13 +313,14 @@ def time_method(
     """Median wall-clock and process CPU seconds for one image (batch 1) after one warm-up run. On a
     shared machine the wall time grows with the load; the CPU time (all threads) does not."""
     blurred, psf, sharp = stack([item], device)
-    method.run(blurred, psf, sharp)
+    third = third_argument(method, [item], sharp)
+    method.run(blurred, psf, third)
     walls, cpus = [], []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start, start_cpu = time.perf_counter(), time.process_time()
-        method.run(blurred, psf, sharp)
+        method.run(blurred, psf, third)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         walls.append(time.perf_counter() - start)

@@ -7,7 +7,8 @@ For each benchmark: mean PSNR and SSIM per group (exposure, kernel or noise leve
 blurred input, the paper's baseline (one Wiener filter at the set's average SNR, then the bilateral
 filter), the best single Wiener filter for the set and the per-image oracle Wiener filter (both chosen
 knowing the sharp images: upper bounds for Wiener filtering), Richardson-Lucy, ADMM-TV, and each model
-(labelled by its model card). On the paper protocol also the time per 256x256 image (batch 1). Prints
+(labelled by its model card), and the published peers whose weights are in --peers (FDN). On the paper
+protocol also the time per 256x256 image (batch 1). Prints
 Markdown, writes OUT/results.md, OUT/results.json and comparison figures OUT/figures/*.png.
 See docs/evaluation.md for every definition.
 """
@@ -28,6 +29,7 @@ from training.eval_methods import (
     calibrate,
     classical_methods,
     model_method,
+    peer_methods,
     run_method,
     set_nsr,
     time_method,
@@ -155,9 +157,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--timing-repeats", type=int, default=3, help="timed runs per method (median)"
     )
     parser.add_argument(
+        "--peers",
+        type=Path,
+        default=eval_sets.DATA / "peers",
+        help="folder of published peers' weights, rows of every table (default: the shared data's)",
+    )
+    parser.add_argument("--no-peers", action="store_true", help="leave out the published peers")
+    parser.add_argument(
         "--models-only",
         action="store_true",
-        help="rows: the blurred input and the models only (skip the classical methods)",
+        help="rows: the blurred input and the models only (skip the classical methods and peers)",
     )
     args = parser.parse_args(argv)
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
@@ -226,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         method, card = model_method(name, device, args.model_batch)
         models.append(method)
         cards.append(card)
+    if not (args.models_only or args.no_peers):
+        models += peer_methods(args.peers)
     results = {
         "command": "python -m training.evaluate "
         + " ".join(sys.argv[1:] if argv is None else argv),

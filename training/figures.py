@@ -21,6 +21,7 @@ SHOWN_CLASSICAL = (
 SHORT_NAMES = {
     "Blurred input": "blurred",
     "Paper baseline: Wiener (set's average SNR) + bilateral": "paper baseline",
+    "Peer: FDN (Kruse et al. 2017), the authors' weights, our inference": "FDN (peer)",
 }
 
 
