@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 mkdir -p .gpu_wheels
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-  -d .gpu_wheels kornia kornia-rs pytorch-msssim
+  -d .gpu_wheels kornia kornia-rs pytorch-msssim pillow hypothesis attrs sortedcontainers
 ls .gpu_wheels

@@ -4,7 +4,7 @@
 #   racecheck) on every kernel, the CUDA benchmarks, and write benchmarks/results/DATE-CARD.{json,log}
 #   (into $OUT instead when set), printing a short table after the tests. Each step has its own time
 #   limit, so the whole check stays under 8 minutes on one H100/H200 even when a step hangs.
-# Peers missing there (kornia, pytorch_msssim) are installed from .gpu_wheels/ when it was carried:
+# Peers and test packages missing there (kornia, pytorch_msssim, pillow, hypothesis) are installed from .gpu_wheels/ when it was carried:
 #   make it here with `bash benchmarks/fetch_gpu_wheels.sh`, then run with carry=[".gpu_wheels"].
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -12,8 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+
+pytest.importorskip("hypothesis")  # in the test extra; a bare GPU image may lack it
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from pydeblur.io import read_image
 from pydeblur.kernel_io import read_psf, write_psf

@@ -12,8 +12,11 @@ import time
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+
+pytest.importorskip("hypothesis")  # in the test extra; a bare GPU image may lack it
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 from safetensors.torch import save_file
 
 from pydeblur.model import CONFIGS, DeblurNet, ModelConfig
