@@ -13,11 +13,11 @@ from pydeblur.kernels import (
     defocus,
     gaussian,
     is_psf_spec,
-    kernel_from_point_light,
     motion,
     motion_path,
     parse_psf_spec,
 )
+from pydeblur.point_light import kernel_from_point_light
 from tests.helpers import deblur_args
 
 

@@ -144,7 +144,7 @@ def run(args) -> None:
 def _from_photo(args):
     """(kernel, info, (crop, (x, y))) of `--from-photo` and `--box`."""
     from pydeblur.io import read_image, to_integer
-    from pydeblur.kernels import kernel_from_point_light
+    from pydeblur.point_light import kernel_from_point_light
 
     if args.box is None:
         raise ValueError("--from-photo needs --box X,Y,W,H (the crop around one point light)")
