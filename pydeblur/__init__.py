@@ -19,6 +19,7 @@ DEMO_PSF = DEMO_PHOTO.with_name("demo_psf.npy")
 _EXPORTS = {
     "deblur": "pydeblur.restore",
     "Deblurrer": "pydeblur.restore",
+    "estimate_noise": "pydeblur.restore",
     "read_image": "pydeblur.io",
     "write_image": "pydeblur.io",
     "read_psf": "pydeblur.kernel_io",

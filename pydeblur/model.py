@@ -18,9 +18,11 @@ from torch.nn import functional as F
 from pydeblur import ops
 from pydeblur.consistency import data_consistency
 from pydeblur.features import feature_channels, wiener_features
-from pydeblur.noise import PAPER_SNR_DB, snr_to_nsr
+from pydeblur.noise import PAPER_SNR_DB, estimate_noise_sigma, snr_to_nsr
+from pydeblur.unrolled import STAGE_INPUTS, Runner, UnrolledStages, at_once
 
 HEADS = ("direct", "mix")
+MAX_STAGES = 10
 TAIL_KERNEL_SIZE = 7  # the bilateral tail's window (the paper's)
 MIX_START_SNR_DB = (
     21.0  # the "mix" head starts from the blurred image and the Wiener images up to this
@@ -55,6 +57,10 @@ class ModelConfig:
       with this strength (1 / the variance of the network's error) as a last, parameter-free step:
       frequencies the blur keeps above the estimated noise are taken back from the data. 0: off.
       Chosen after training, on the validation split (docs/model.md).
+    stages, stage_channels, stage_levels, stage_strength: `stages` unrolled half-quadratic-splitting
+      stages after the network (`pydeblur.unrolled`): each a closed-form data step at the noise level
+      and a U-Net of `stage_channels` at full resolution and `stage_levels` downsamplings; their data
+      strengths start at `stage_strength`. They replace the data-consistency step (0: none).
 
     >>> config = ModelConfig(blocks=2, channels=16, snr_db=(10, 30))
     >>> config.snr_db, ModelConfig.from_dict(config.to_dict()) == config
@@ -75,6 +81,10 @@ class ModelConfig:
     margin: int | None = None
     context_levels: int = 0
     data_consistency: float = 0.0
+    stages: int = 0
+    stage_channels: int = 16
+    stage_levels: int = 2
+    stage_strength: float = 20000.0
     image_channels: int = field(default=3)
 
     def __post_init__(self):
@@ -93,6 +103,17 @@ class ModelConfig:
             raise ValueError(
                 f"data_consistency must be finite and >= 0, got {self.data_consistency}"
             )
+        if not 0 <= self.stages <= MAX_STAGES:
+            raise ValueError(f"stages must be in 0..{MAX_STAGES}, got {self.stages}")
+        if self.stages and self.data_consistency:
+            raise ValueError("stages replace the data-consistency step: set data_consistency to 0")
+        if self.stage_channels < 1 or not 0 <= self.stage_levels <= 4:
+            raise ValueError(
+                f"stage_channels must be >= 1 and stage_levels in 0..4, got {self.stage_channels} "
+                f"and {self.stage_levels}"
+            )
+        if not (math.isfinite(self.stage_strength) and self.stage_strength > 0):
+            raise ValueError(f"stage_strength must be positive, got {self.stage_strength}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         snr_to_nsr(self.snr_db, self.snr_mode)  # validates snr_db and snr_mode
@@ -124,6 +145,18 @@ CONFIGS: dict[str, ModelConfig] = {
         head="mix",
         clamp_features=True,
         context_levels=3,
+    ),
+    # The shipped network (its bilateral tail included) followed by two unrolled stages.
+    "unrolled": ModelConfig(
+        blocks=5,
+        channels=32,
+        kernel_size=3,
+        dropout=0.0,
+        head="mix",
+        clamp_features=True,
+        context_levels=3,
+        bilateral_tail=True,
+        stages=2,
     ),
     # The network docs/design.md measured on these CPUs (6 blocks, 48 channels, 3x3).
     "small": ModelConfig(
@@ -245,6 +278,17 @@ class DeblurNet(nn.Module):
         self.context = ContextBranch(c, config.context_levels) if config.context_levels else None
         self.blocks = nn.Sequential(*(ResBlock(c, k, config.dropout) for _ in range(config.blocks)))
         self.conv_out = nn.Conv2d(c, out_channels, k, padding=k // 2)
+        self.stages = (
+            UnrolledStages(
+                config.stages,
+                config.stage_channels,
+                config.stage_levels,
+                config.stage_strength,
+                config.image_channels,
+            )
+            if config.stages
+            else None
+        )
         if config.head == "mix":
             nn.init.zeros_(self.conv_out.weight)
             nn.init.zeros_(self.conv_out.bias)
@@ -270,8 +314,8 @@ class DeblurNet(nn.Module):
 
     @property
     def refines(self) -> bool:
-        """Whether `refine` changes anything (the config has a data-consistency step)."""
-        return self.config.data_consistency > 0
+        """Whether `refine` changes anything (the config has stages or a data-consistency step)."""
+        return self.stages is not None or self.config.data_consistency > 0
 
     def refine(
         self,
@@ -279,15 +323,39 @@ class DeblurNet(nn.Module):
         blurred: torch.Tensor,
         psf: torch.Tensor,
         sigma: torch.Tensor | None = None,
+        strength: float = 1.0,
+        run: Runner | None = None,
     ) -> torch.Tensor:
-        """The last, parameter-free step: estimate [B, C, H, W] pulled toward blurred [B, C, H, W]
-        (`pydeblur.consistency.data_consistency` at the config's strength; noise sigma [B] estimated
-        from blurred unless given). Its FFTs span the whole image, so tiled inference runs `network`
-        per tile and this once. The estimate unchanged when the config has no such step."""
+        """The steps after `network` that use the data again: estimate [B, C, H, W] pulled toward
+        blurred [B, C, H, W] by the unrolled stages (`pydeblur.unrolled`) or the data-consistency step
+        (`pydeblur.consistency`), at noise sigma [B] (estimated from blurred unless given). strength
+        divides their data weights' denominators (above 1: sharper and noisier). Their FFTs span the
+        whole image, so tiled inference runs `network` per tile and this once; `run(function,
+        inputs)` says how the stages' U-Nets are applied (default: at once). The estimate unchanged
+        when the config has neither."""
         if not self.refines:
             return estimate
         blurred = blurred.to(estimate.dtype)
-        return data_consistency(estimate, blurred, psf, self.config.data_consistency, sigma)
+        if sigma is None:
+            sigma = estimate_noise_sigma(blurred)
+        if self.stages is not None:
+            return self.stages(estimate, blurred, psf, sigma, strength, run or at_once)
+        return data_consistency(
+            estimate, blurred, psf, self.config.data_consistency / strength, sigma
+        )
+
+    def stage_radius(self) -> int:
+        """Pixels on each side that influence one output of a stage's U-Net (0 without stages)."""
+        return self.stages.reach if self.stages is not None else 0
+
+    def stage_bytes_per_pixel(self) -> int:
+        """Estimated working memory of one stage's U-Net per canvas pixel (0 without stages)."""
+        if self.stages is None:
+            return 0
+        from pydeblur.tiling import LIVE_ACTIVATIONS
+
+        c = self.config.stage_channels
+        return 4 * (STAGE_INPUTS + LIVE_ACTIVATIONS * c + 2 * c)
 
     def receptive_radius(self) -> int:
         """Pixels on each side that influence one output pixel of `network`: the full-resolution

@@ -103,6 +103,23 @@ def resolve_model(
         raise ValueError(f"{model}: not a pydeblur weights file ({error})") from error
 
 
+def _check_noise(noise_sigma, strength) -> None:
+    if noise_sigma is not None and not (
+        isinstance(noise_sigma, (int, float, np.floating))
+        and not isinstance(noise_sigma, bool)
+        and 0 <= noise_sigma <= 1
+    ):
+        raise ValueError(
+            f"noise_sigma must be None (estimate it) or a number in [0, 1], got {noise_sigma!r}"
+        )
+    if not (
+        isinstance(strength, (int, float, np.floating))
+        and not isinstance(strength, bool)
+        and 0 < strength < float("inf")
+    ):
+        raise ValueError(f"strength must be a positive number, got {strength!r}")
+
+
 def _module_device(model: torch.nn.Module) -> torch.device:
     """Where a module's parameters (or buffers) live; the CPU for a module with neither."""
     for tensor in (*model.parameters(), *model.buffers()):
@@ -185,7 +202,7 @@ class Deblurrer:
             tiling.check_tile(tile, overlap)
         return tile, overlap
 
-    def __call__(self, image, psf):
+    def __call__(self, image, psf, noise_sigma: float | None = None, strength: float = 1.0):
         """Deblur `image`, blurred by the known kernel `psf`.
 
         Args:
@@ -194,12 +211,18 @@ class Deblurrer:
                 deblurred as RGB and averaged back; an alpha channel is passed through untouched.
             psf: the blur kernel, [kh, kw], non-negative (normalised to sum 1 here), centre at
                 (kh // 2, kw // 2); an array, a tensor, or a kernel file (.npy/.png/.txt/.csv/.mat).
+            noise_sigma: the noise standard deviation of `image` in [0, 1] units of its value range
+                (uint8 noise of 2.55 levels is 0.01); None estimates it (`pydeblur.estimate_noise`).
+                The model's data steps (unrolled stages or data consistency) weigh the data by it.
+            strength: above 1 trusts the data more (sharper, noisier), below 1 less (smoother); it
+                divides the data steps' regularisation. 1 is what the model was trained at.
 
         Returns:
             The deblurred image in the kind, dtype, shape, value range and device of `image`.
         """
         from pydeblur import ops
 
+        _check_noise(noise_sigma, strength)
         colour, alpha, form = to_batch(image)
         height, width = colour.shape[-2:]
         kernel = _as_psf(psf, (height, width))
@@ -214,17 +237,25 @@ class Deblurrer:
             with torch.no_grad(), ops.skip_value_checks():
                 for index in range(colour.shape[0]):
                     rgb = colour[index : index + 1].expand(1, 3, height, width)
-                    results.append(self._restore(rgb, kernel, tile, overlap))
+                    results.append(self._restore(rgb, kernel, tile, overlap, noise_sigma, strength))
         finally:
             self.model.train(was_training)  # a module given mid-training is handed back as it was
         return from_batch(results[0] if len(results) == 1 else torch.cat(results), alpha, form)
 
     def _restore(
-        self, rgb: torch.Tensor, psf: torch.Tensor, tile: int, overlap: int
+        self,
+        rgb: torch.Tensor,
+        psf: torch.Tensor,
+        tile: int,
+        overlap: int,
+        noise_sigma: float | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """rgb [1, 3, H, W] (CPU) -> [1, 3, H, W] (CPU): the network tile by tile, then the model's
-        last step once on the whole image, one channel at a time (the float64 spectra of a 12-megapixel
-        photo take about 1 GB per channel), with the noise estimated once from all channels."""
+        last steps on the whole image with the noise estimated once from all channels (unless
+        given): the unrolled stages (their U-Nets tile by tile, the same tiles), or the data-consistency
+        step one channel at a time (the float64 spectra of a 12-megapixel photo take about 1 GB per
+        channel)."""
         net = self._net
         network = self.model if net is None else net.network
         out = tiling.run_tiled(lambda part: network(part.to(self.device), psf), rgb, tile, overlap)
@@ -232,10 +263,27 @@ class Deblurrer:
             return out
         from pydeblur.noise import estimate_noise_sigma
 
-        sigma = estimate_noise_sigma(rgb).to(self.device)
+        if noise_sigma is None:
+            sigma = estimate_noise_sigma(rgb).to(self.device)
+        else:
+            sigma = torch.tensor([float(noise_sigma)], device=self.device)
+        if net.stages is not None:
+
+            def tiled(function, inputs):
+                return tiling.run_tiled(
+                    lambda part: function(part.to(self.device)), inputs.cpu(), tile, overlap
+                ).to(inputs.device)
+
+            return net.refine(
+                out.to(self.device), rgb.to(self.device), psf, sigma, strength, tiled
+            ).cpu()
         channels = [
             net.refine(
-                out[:, c : c + 1].to(self.device), rgb[:, c : c + 1].to(self.device), psf, sigma
+                out[:, c : c + 1].to(self.device),
+                rgb[:, c : c + 1].to(self.device),
+                psf,
+                sigma,
+                strength,
             ).cpu()
             for c in range(out.shape[1])
         ]
@@ -250,9 +298,12 @@ def deblur(
     tile: int | None = None,
     overlap: int | None = None,
     max_memory: int | None = None,
+    *,
+    noise_sigma: float | None = None,
+    strength: float = 1.0,
 ):
     """Deblur `image`, blurred by the known kernel `psf`: `Deblurrer(model, device, tile, overlap,
-    max_memory)(image, psf)` (see there for every argument). Same kind, dtype, shape, range and device
+    max_memory)(image, psf, noise_sigma, strength)` (see there for every argument). Same kind, dtype, shape, range and device
     back. To deblur several images, build one `Deblurrer` and call it for each.
 
     >>> import numpy as np
@@ -260,4 +311,20 @@ def deblur(
     >>> sharp.shape, sharp.dtype
     ((40, 40), dtype('uint8'))
     """
-    return Deblurrer(model, device, tile, overlap, max_memory)(image, psf)
+    return Deblurrer(model, device, tile, overlap, max_memory)(image, psf, noise_sigma, strength)
+
+
+def estimate_noise(image) -> float:
+    """The noise standard deviation of `image` in [0, 1] units of its value range, estimated from the
+    image itself (`pydeblur.noise.estimate_noise_sigma` over its colour channels): what `deblur` uses
+    when `noise_sigma` is None. Same image kinds as `deblur`; a batch gives its first image's.
+
+    >>> import numpy as np
+    >>> noisy = np.random.default_rng(0).normal(0.5, 0.02, (128, 128, 3))
+    >>> round(estimate_noise(noisy.astype(np.float32)), 2)
+    0.02
+    """
+    from pydeblur.noise import estimate_noise_sigma
+
+    colour = to_batch(image)[0][:1]
+    return float(estimate_noise_sigma(colour.expand(1, 3, *colour.shape[-2:]))[0])

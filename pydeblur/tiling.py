@@ -148,23 +148,23 @@ def blend_weights(length: int, starts: list[int], span: int, overlap: int) -> li
 def run_tiled(
     run: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int, overlap: int
 ) -> torch.Tensor:
-    """`run` over image [1, C, H, W] (CPU) tile by tile, blended: [1, C, H, W] float32 on the CPU.
+    """`run` over image [1, C, H, W] (CPU) tile by tile, blended: [1, C', H, W] float32 on the CPU.
 
-    run(tile [1, C, h, w] on the CPU) -> [1, C, h, w] on any device. An image no larger than `tile`
-    is one call.
+    run(tile [1, C, h, w] on the CPU) -> [1, C', h, w] on any device (any C'). An image no larger
+    than `tile` is one call.
 
     >>> image = torch.rand(1, 3, 100, 90)
     >>> torch.allclose(run_tiled(lambda t: 2 * t, image, tile=48, overlap=12), 2 * image)
     True
     """
-    _, channels, height, width = image.shape
+    height, width = image.shape[-2:]
     rows, row_span = tile_layout(height, tile, overlap)
     cols, col_span = tile_layout(width, tile, overlap)
     if len(rows) == 1 and len(cols) == 1:
         return run(image.contiguous()).float().cpu()
     row_weights = blend_weights(height, rows, row_span, overlap)
     col_weights = blend_weights(width, cols, col_span, overlap)
-    out = torch.zeros(1, channels, height, width)
+    out = None
     for top, row_weight in zip(rows, row_weights, strict=True):
         for left, col_weight in zip(cols, col_weights, strict=True):
             window = (
@@ -174,6 +174,8 @@ def run_tiled(
                 slice(left, left + col_span),
             )
             result = run(image[window].contiguous()).float().cpu()
+            if out is None:
+                out = torch.zeros(1, result.shape[1], height, width)
             out[window] += result * (row_weight[:, None] * col_weight)
     return out
 

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from pydeblur.atomic import atomic_path
 from pydeblur.features import feature_channels
-from pydeblur.model import DeblurNet, ModelConfig, get_config
+from pydeblur.model import MAX_STAGES, DeblurNet, ModelConfig, get_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "pydeblur.DeblurNet/1"
@@ -36,6 +36,8 @@ MAX_MARGIN = 1024  # boundary padding per side, pixels
 MAX_CONTEXT_LEVELS = 4  # ModelConfig's own limit
 MAX_CONFIG_CHARS = 1 << 16  # the header's JSON config (a real one: under 1 KiB)
 MAX_CARD_BYTES = 1 << 24  # the JSON model card (a real one: a few KiB)
+# Fields added to ModelConfig after weights were first shipped: a file without them has their defaults.
+LATER_FIELDS = {"stages": 0, "stage_channels": 16, "stage_levels": 2, "stage_strength": 20000.0}
 WEIGHTS_DTYPE = "F32"  # the safetensors dtype of every tensor `save_weights` writes
 
 
@@ -102,6 +104,10 @@ _FIELD_CHECKS = {
     "margin": lambda v: None if v is None else _check_int(v, 1, MAX_MARGIN),
     "context_levels": lambda v: _check_int(v, 0, MAX_CONTEXT_LEVELS),
     "data_consistency": _check_number,
+    "stages": lambda v: _check_int(v, 0, MAX_STAGES),
+    "stage_channels": lambda v: _check_int(v, 1, MAX_CHANNELS),
+    "stage_levels": lambda v: _check_int(v, 0, MAX_CONTEXT_LEVELS),
+    "stage_strength": _check_number,
     "image_channels": lambda v: _check_int(v, 1, MAX_IMAGE_CHANNELS),
 }
 
@@ -112,6 +118,7 @@ def _checked_config(values: Any) -> ModelConfig:
     if not isinstance(values, dict):
         raise ValueError(f"the config must be a JSON object, got {_short(values)}")
     names = {f.name for f in dataclasses.fields(ModelConfig)}
+    values = {**LATER_FIELDS, **values}
     missing, unknown = sorted(names - set(values)), sorted(set(values) - names)
     if missing or unknown:
         raise ValueError(f"config fields missing: {_short(missing)}, unknown: {_short(unknown)}")
@@ -173,6 +180,23 @@ def _tensor_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         conv(f"blocks.{block}.conv2", c, c, k)
     out_channels = config.image_channels + (1 + num_snr if config.head == "mix" else 0)
     conv("conv_out", out_channels, c, k)
+    stage_in = 2 * config.image_channels + 1
+    widths = [config.stage_channels * 2**level for level in range(config.stage_levels + 1)]
+    for index in range(config.stages):
+        name = f"stages.stages.{index}"
+        shapes[f"{name}.log_strength"] = ()
+        conv(f"{name}.unet.conv_in", widths[0], stage_in, 3)
+        for level in range(config.stage_levels):
+            for side in ("encode", "decode"):
+                conv(f"{name}.unet.{side}.{level}.conv1", widths[level], widths[level], 3)
+                conv(f"{name}.unet.{side}.{level}.conv2", widths[level], widths[level], 3)
+            conv(f"{name}.unet.down.{level}", widths[level + 1], widths[level], 3)
+            # a transposed convolution's weight is [in, out, k, k]
+            shapes[f"{name}.unet.up.{level}.weight"] = (widths[level + 1], widths[level], 2, 2)
+            shapes[f"{name}.unet.up.{level}.bias"] = (widths[level],)
+        conv(f"{name}.unet.bottom.conv1", widths[-1], widths[-1], 3)
+        conv(f"{name}.unet.bottom.conv2", widths[-1], widths[-1], 3)
+        conv(f"{name}.unet.conv_out", config.image_channels, widths[0], 3)
     return shapes
 
 

@@ -45,6 +45,7 @@ class TrainOptions:
     bf16: bool = False
     channels_last: bool = False
     grad_clip: float = 1.0
+    train_only: str = "all"  # "all", "stages" (the unrolled stages), "last-stage" (greedy training)
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
 
     def model_config(self) -> ModelConfig:
@@ -85,6 +86,24 @@ RECIPES: dict[str, dict[str, Any]] = {
         "photo_scales": (1.0, 0.5, 0.3),
         "val_crops": 32,
         "val_crop": 128,
+    },
+    # The unrolled model: the shipped network (frozen, --init-from its weights) and its stages, trained
+    # greedily (--train-only last-stage, one stage more each run), then the stages jointly.
+    "unrolled": {
+        "batch_size": 4,
+        "crop": 128,
+        "lr": 5e-4,
+        "warmup_steps": 50,
+        "epochs": 10,
+        "steps_per_epoch": 300,
+        "loss": "psnr",
+        "photons": (1024.0, 524288.0),
+        "gauss": (0.0, 8.0),
+        "photo_scales": (1.0, 0.5, 0.3),
+        "psf_error": 0.3,
+        "val_crops": 32,
+        "val_crop": 128,
+        "train_only": "stages",
     },
     "small": {
         "batch_size": 8,

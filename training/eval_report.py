@@ -63,6 +63,16 @@ def markdown(results: dict) -> str:
                 f"Richardson-Lucy {block['tuned']['rl_iterations']} iterations; ADMM-TV weight "
                 f"{block['tuned']['tv_weight']}."
             )
+        estimate = block.get("noise_estimate")
+        if estimate:
+            note += (
+                f" Noise estimator (the models' automatic noise level): true sigma "
+                f"{estimate['mean_sigma']:.4f} on average, estimated {estimate['mean_estimate']:.4f}, "
+                f"mean error {estimate['mean_abs_error']:.4f} "
+                f"({100 * estimate['mean_relative_error']:.1f} % of sigma)."
+            )
+        elif "noise_estimate" in block:
+            note += " Noise: not known (no noise model); the models estimate it."
         lines.append(note)
         lines.append("")
         header = ["method", *groups, "all"] + (["all, integer shifts"] if integer else [])

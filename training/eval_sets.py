@@ -115,6 +115,7 @@ def levin_items(folder: str | Path = DATA / "levin", limit: int | None = None) -
                     "group": f"k{j}",
                     "name": f"im{i}_kernel{j}",
                     "noise_var": float(estimate_noise_sigma(blurred[None])[0] ** 2),
+                    "noise_known": False,  # the estimate itself: the captures have no noise model
                     "aligned": True,
                 }
             )
@@ -139,8 +140,27 @@ def levin_synthetic_items(
             int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
         )
         noise = torch.randn(blurred.shape, generator=generator) * item["noise_var"] ** 0.5
-        items.append({**item, "blurred": blurred + noise})
+        items.append({**item, "blurred": blurred + noise, "noise_known": True})
     return items
+
+
+def noise_estimate_error(items: list[dict]) -> dict | None:
+    """How well `pydeblur.noise.estimate_noise_sigma` (the models' automatic noise level) finds each
+    item's known noise sigma: means of the true sigma, the estimate, |estimate - sigma| and
+    |estimate - sigma| / sigma; None for a set whose noise is not known (Levin's captures)."""
+    from pydeblur.noise import estimate_noise_sigma
+
+    if not all(item.get("noise_known", True) for item in items):
+        return None
+    true = torch.tensor([item["noise_var"] ** 0.5 for item in items], dtype=torch.float64)
+    estimate = torch.cat([estimate_noise_sigma(item["blurred"][None].double()) for item in items])
+    error = (estimate - true).abs()
+    return {
+        "mean_sigma": float(true.mean()),
+        "mean_estimate": float(estimate.mean()),
+        "mean_abs_error": float(error.mean()),
+        "mean_relative_error": float((error / true).mean()),
+    }
 
 
 def _grey(path: Path) -> torch.Tensor:

@@ -101,6 +101,7 @@ def evaluate_set(
             "best_single_nsr": set_wiener.nsr,
             "tuned": tuned,
             "timed_image": list(items[0]["blurred"].shape) if timing else None,
+            "noise_estimate": eval_sets.noise_estimate_error(items),
             "methods": results,
             "names": [item["name"] for item in items],
         },

@@ -46,6 +46,20 @@ from training.configs import RECIPES, TrainOptions
 from training.train_data import build_data, perturb_psf, unpack
 
 LOSSES = ("l2", "psnr", "ssim", "l2-then-ssim", "mix")
+TRAIN_ONLY = ("all", "stages", "last-stage")
+
+
+def freeze(model: DeblurNet, train_only: str) -> None:
+    """Turn off the gradients of the parameters `train_only` leaves out: "stages" trains the unrolled
+    stages only, "last-stage" the last of them (greedy, stage-wise training); "all" everything."""
+    if train_only == "all":
+        return
+    if model.stages is None:
+        raise ValueError(f"--train-only {train_only} needs a model with stages")
+    keep = model.stages if train_only == "stages" else model.stages.stages[-1]
+    kept = {id(p) for p in keep.parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in kept)
 
 
 def run_device(opts: TrainOptions, where: distributed.Ranks) -> torch.device:
@@ -89,6 +103,22 @@ def loss_fn(
     return structural
 
 
+STRENGTH_LR_FACTOR = 20.0  # the stages' log data strengths: one number each, they must move fast
+
+
+def trained_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def parameter_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
+    """Adam's groups: the trained parameters at lr, the stages' log data strengths at
+    STRENGTH_LR_FACTOR x lr (an empty group when there are none, so checkpoints always have two)."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    strengths = [p for name, p in named if name.endswith("log_strength")]
+    others = [p for name, p in named if not name.endswith("log_strength")]
+    return [{"params": others, "lr": lr}, {"params": strengths, "lr": lr * STRENGTH_LR_FACTOR}]
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -98,9 +128,10 @@ class Trainer:
         self.device = run_device(opts, where)
         torch.manual_seed(opts.seed)
         self.model = DeblurNet(opts.model_config()).to(self.device)
+        freeze(self.model, opts.train_only)
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=opts.lr)
+        self.optimizer = torch.optim.Adam(parameter_groups(self.model, opts.lr), lr=opts.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, opts)
         )
@@ -167,7 +198,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.opts.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip)
+                nn.utils.clip_grad_norm_(trained_parameters(self.model), self.opts.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
@@ -233,6 +264,8 @@ def run(
     """Train per opts and return the model. train_data / val_batches replace the photo datasets."""
     if opts.loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {opts.loss!r}")
+    if opts.train_only not in TRAIN_ONLY:
+        raise ValueError(f"train_only must be one of {TRAIN_ONLY}, got {opts.train_only!r}")
     if resume:
         opts = resumed_options(opts)
     if opts.threads:

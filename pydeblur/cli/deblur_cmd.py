@@ -51,6 +51,24 @@ def add_parser(subparsers) -> None:
         "--tile", type=int, default=None, help="tile side in pixels (default: from free memory)"
     )
     parser.add_argument(
+        "--noise",
+        default="auto",
+        type=parse_noise,
+        metavar="auto|SIGMA",
+        help="noise standard deviation of the photos in [0, 1] units of the full range (8-bit noise "
+        "of 2.55 levels is 0.01); auto (default) estimates it per photo",
+    )
+    parser.add_argument(
+        "--strength",
+        default=1.0,
+        type=parse_strength,
+        metavar="S",
+        help="above 1 trusts the data more (sharper, noisier), below 1 less (smoother); default 1",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="print each photo's noise level (estimated or given)"
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="allow an output to replace its own input (refused otherwise)",
@@ -162,16 +180,58 @@ def prepare_folders(targets: list[Path]) -> None:
         remove_leftovers(folder)
 
 
+def parse_noise(text: str) -> float | None:
+    """--noise: "auto" (None) or a number in [0, 1].
+
+    >>> parse_noise("auto"), parse_noise("0.01")
+    (None, 0.01)
+    """
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be auto or a number in [0, 1], got {text!r}")
+    return value
+
+
+def parse_strength(text: str) -> float:
+    """--strength: a positive number.
+
+    >>> parse_strength("1.5")
+    1.5
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _naming(source: Path, error: BaseException) -> str:
     """The error's message, on one line, starting with the file's name unless it names it already."""
     message = " ".join(str(error).split()) or type(error).__name__
     return message if str(source) in message else f"{source}: {message}"
 
 
-def deblur_file(source: Path, target: Path, psf, deblurrer, max_pixels: int | None) -> None:
+def deblur_file(
+    source: Path,
+    target: Path,
+    psf,
+    deblurrer,
+    max_pixels: int | None,
+    noise: float | None = None,
+    strength: float = 1.0,
+    verbose: bool = False,
+) -> None:
     """Deblur one file into `target` with a `pydeblur.restore.Deblurrer`; every error names `source`.
 
-    psf: a [kh, kw] kernel. `target` gets the sample type of `source` (8 or 16 bit).
+    psf: a [kh, kw] kernel; noise, strength: as `Deblurrer.__call__`'s noise_sigma and strength;
+    verbose: print the noise level used (to stderr). `target` gets the sample type of `source`.
 
     >>> import tempfile, numpy as np
     >>> from pydeblur.io import read_image, write_image
@@ -188,7 +248,16 @@ def deblur_file(source: Path, target: Path, psf, deblurrer, max_pixels: int | No
     try:
         image, sample_type = read_image(source, max_pixels=max_pixels)
         check_image_path(target, sample_type, image.shape[2] if image.ndim == 3 else 1)
-        write_image(target, deblurrer(image, psf), sample_type)
+        if verbose:
+            from pydeblur.restore import estimate_noise
+
+            how = "given" if noise is not None else "estimated"
+            sigma = noise if noise is not None else estimate_noise(image)
+            print(
+                f"{source}: noise sigma {sigma:.4f} ({how}, {sigma * 255:.2f} of 255)",
+                file=sys.stderr,
+            )
+        write_image(target, deblurrer(image, psf, noise, strength), sample_type)
     except ValueError as error:
         raise ValueError(_naming(source, error)) from error
     except Exception as error:  # OSError, cv2.error, torch's RuntimeError (out of memory, say)
@@ -218,8 +287,9 @@ def run(args: argparse.Namespace) -> int:
         if args.tile is not None:
             deblurrer.plan(psf.shape)  # a tile under twice the overlap: refused before any work
         prepare_folders(targets)
+        options = (args.noise, args.strength, args.verbose)
         if len(files) == 1 and shard.world == 1:  # its error is the command's one-line error
-            deblur_file(files[0], targets[0], psf, deblurrer, max_pixels)
+            deblur_file(files[0], targets[0], psf, deblurrer, max_pixels, *options)
             print(f"wrote {targets[0]}")
             return 0
         mine = shard.take(list(zip(files, targets, strict=True)))
@@ -230,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
         for source, target in bar:
             bar.set_postfix_str(source.name)
             try:
-                deblur_file(source, target, psf, deblurrer, max_pixels)
+                deblur_file(source, target, psf, deblurrer, max_pixels, *options)
             except Exception as error:  # a bad file does not stop the others
                 failures.append(_naming(source, error))
                 tqdm.write(f"pydeblur deblur: error: {failures[-1]}", file=sys.stderr)
