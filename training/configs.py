@@ -45,6 +45,7 @@ class TrainOptions:
     bf16: bool = False
     channels_last: bool = False
     grad_clip: float = 1.0
+    max_minutes: float = 0.0  # stop after this much training time (at a step; 0: no limit)
     train_only: str = "all"  # "all", "stages" (the unrolled stages), "last-stage" (greedy training)
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
 

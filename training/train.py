@@ -136,6 +136,8 @@ class Trainer:
             self.optimizer, lambda step: lr_factor(step, opts)
         )
         self.epoch, self.step, self.best_psnr = 0, 0, -math.inf
+        self.started = time.perf_counter()
+        self.out_of_time = False
         self.history: list[dict[str, Any]] = []
         self.wrapped: nn.Module = self.model
         self.out = Path(opts.out)
@@ -188,6 +190,12 @@ class Trainer:
             dynamic_ncols=True,
         )
         for batch in bar:
+            if (
+                self.opts.max_minutes
+                and time.perf_counter() - self.started > 60 * self.opts.max_minutes
+            ):
+                self.out_of_time = True
+                break
             blurred, psf, sharp = (t.to(self.device, non_blocking=True) for t in unpack(batch))
             if self.opts.psf_error > 0:
                 strength = torch.rand(psf.shape[0], device=psf.device) * self.opts.psf_error
@@ -271,6 +279,9 @@ def run(
     if opts.threads:
         torch.set_num_threads(opts.threads)
     where = distributed.start(distributed.backend_for(opts.device))
+    if opts.max_minutes and where.world > 1:
+        where.stop()
+        raise ValueError("--max-minutes is for one process (ranks would stop at different steps)")
     trainer = Trainer(opts, where)
     if where.main:
         for path in clean_run_folder(trainer.out):
@@ -320,6 +331,10 @@ def run(
                     flush=True,
                 )
             where.barrier()
+            if trainer.out_of_time:
+                if where.main:
+                    print(f"stopped after --max-minutes {opts.max_minutes:g}", flush=True)
+                break
     finally:
         where.stop()
     return trainer.model

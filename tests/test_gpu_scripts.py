@@ -1,0 +1,54 @@
+"""The prepared GPU scripts, run on the CPU so that a lent GPU is never spent debugging them."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+PHOTOS = REPO.parent / "shared" / "data" / "photos"
+
+
+def test_gpu_check_script_parses():
+    for script in ("gpu_check.sh", "gpu_train.sh", "fetch_gpu_wheels.sh"):
+        subprocess.run(["bash", "-n", str(REPO / "benchmarks" / script)], check=True)
+
+
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"the training photos are not at {PHOTOS}")
+def test_gpu_train_script_leaves_a_small_checkpoint_and_prints_validation(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted(PHOTOS.glob("*.jpg"))[:8]:
+        shutil.copy(path, photos)
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DEVICE": "cpu",
+        "BATCH": "2",
+        "CROP": "48",
+        "STEPS": "2",
+        "WORKERS": "0",
+        "VAL_CROPS": "2",
+        "DATA": str(photos),
+    }
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["bash", "benchmarks/gpu_train.sh", "0.05", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert rows and all("val_psnr" in row for row in rows)
+    assert "stopped after --max-minutes" in result.stdout
+    checkpoint = out / "stages.pt"
+    assert checkpoint.exists() and checkpoint.stat().st_size < 16 * 1024**2
+    assert (out / "stages.safetensors").exists()
