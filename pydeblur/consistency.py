@@ -16,7 +16,7 @@ import torch
 
 from pydeblur.boundary import crop, pad_periodic
 from pydeblur.noise import MIN_SIGMA, estimate_noise_sigma
-from pydeblur.physics import data_term_prox, psf2otf
+from pydeblur.physics import circular_convolve, data_term_prox, psf2otf
 
 
 def data_consistency(
@@ -25,12 +25,15 @@ def data_consistency(
     psf: torch.Tensor,
     strength: float,
     sigma: torch.Tensor | None = None,
+    trusted: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The estimate [B, C, H, W] corrected toward the blurred images [B, C, H, W] for psf [B, 1, kh, kw].
 
     strength: positive, 1 / the variance of the estimate's error (larger keeps more of the estimate).
     sigma: the noise standard deviation of each blurred image [B] (default: estimated from blurred);
         values under MIN_SIGMA are raised to it.
+    trusted: where the data hold [B, C or 1, H, W] (1) and where not (0: clipped highlights, see
+        `pydeblur.restore`); there the blurred estimate replaces the data, so they pull nowhere.
     Returns [B, C, H, W] in estimate's dtype; computed in float64 (the division by |K|^2 + lam
     reaches ~1e-6 at low noise); differentiable.
 
@@ -60,4 +63,14 @@ def data_consistency(
     otf = psf2otf(psf.double(), canvas_y.shape[-2:], half_spectrum=True)
     lam = (strength * sigma.double() ** 2).reshape(-1, 1, 1, 1)
     canvas_x0 = pad_periodic(estimate.double(), (kh, kw))[0]
+    if trusted is not None:
+        mask = torch.ones_like(canvas_y[:, :1]).expand_as(canvas_y).clone()
+        height, width = blurred.shape[-2:]
+        region = (
+            ...,
+            slice(padding.top, padding.top + height),
+            slice(padding.left, padding.left + width),
+        )
+        mask[region] = trusted.to(mask.dtype).expand(blurred.shape)
+        canvas_y = torch.where(mask > 0, canvas_y, circular_convolve(canvas_x0, otf))
     return crop(data_term_prox(canvas_x0, canvas_y, otf, lam), padding).to(estimate.dtype)

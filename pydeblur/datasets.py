@@ -198,9 +198,13 @@ class BlurredCrops(Dataset):
         photo = self._photos.get(path)
         if photo is None:
             image, source_dtype = read_image(path)
+            if image.ndim == 3 and image.shape[2] == 2:  # grey + alpha: the grey
+                image = image[..., 0]
             if image.ndim == 2:
                 image = np.repeat(image[..., None], 3, axis=2)
-            photo = to_integer(image[..., :3], source_dtype)
+            if source_dtype not in (np.uint8, np.uint16):  # float data: onto the 16-bit grid
+                source_dtype = np.uint16
+            photo = to_integer(np.clip(image[..., :3], 0, 1), source_dtype)
             self._photos[path] = photo
         return photo
 

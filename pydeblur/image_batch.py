@@ -1,9 +1,10 @@
 """The caller's image <-> the float32 batch the network works on, and back in the caller's form.
 
-`to_batch` takes a NumPy array (HxW, HxWx1, HxWx3, HxWx4) or a torch tensor ([H, W], [C, H, W],
-[B, C, H, W]; C = 1, 3 or 4) of uint8, uint16 or float in [0, 1], and gives the colour channels as
-float32 [N, C, H, W] in [0, 1] (C = 1 or 3), the alpha channel apart, and how to give the result back;
-`from_batch` does the reverse: same kind, dtype, layout and device, alpha untouched, grey averaged back.
+`to_batch` takes a NumPy array (HxW, HxWx1, HxWx2, HxWx3, HxWx4) or a torch tensor ([H, W], [C, H, W],
+[B, C, H, W]; C = 1, 2, 3 or 4) of uint8, uint16 or float in [0, 1], and gives the colour channels as
+float32 [N, C, H, W] in [0, 1] (C = 1 or 3), the alpha channel apart (the second of grey+alpha, the
+fourth of RGBA), and how to give the result back; `from_batch` does the reverse: same kind, dtype,
+layout and device, alpha untouched, grey averaged back.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class _Form:
     is_torch: bool
     dtype: np.dtype | torch.dtype
     shape: tuple[int, ...]
-    channels: int  # 1 (grey), 3 (RGB) or 4 (RGBA) as given
+    channels: int  # 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) as given
     device: torch.device | None
 
 
@@ -56,12 +57,15 @@ def _scale_of(dtype) -> float | None:
 def to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
     """The caller's image -> (colour [N, C, H, W] float32 in [0, 1] with C 1 or 3, alpha or None, form).
 
-    NumPy arrays are HxW, HxWx1, HxWx3 or HxWx4; torch tensors are [H, W], [C, H, W] or [B, C, H, W]
-    with C 1, 3 or 4 (the torchvision layout).
+    NumPy arrays are HxW, HxWx1, HxWx2 (grey+alpha), HxWx3 or HxWx4; torch tensors are [H, W],
+    [C, H, W] or [B, C, H, W] with C 1, 2, 3 or 4 (the torchvision layout).
 
     >>> colour, alpha, form = to_batch(np.zeros((4, 5, 4), np.uint8))
     >>> tuple(colour.shape), tuple(alpha.shape), form.channels
     ((1, 3, 4, 5), (1, 1, 4, 5), 4)
+    >>> colour, alpha, form = to_batch(torch.zeros(2, 4, 5))  # grey+alpha
+    >>> tuple(colour.shape), tuple(alpha.shape), form.channels
+    ((1, 1, 4, 5), (1, 1, 4, 5), 2)
     """
     if isinstance(image, np.ndarray):
         form_device, is_torch = None, False
@@ -70,11 +74,11 @@ def to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
             image = image.astype(image.dtype.newbyteorder("="))
         if image.ndim == 2:
             data = image[None, None]
-        elif image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        elif image.ndim == 3 and image.shape[2] in (1, 2, 3, 4):
             data = np.moveaxis(image, 2, 0)[None]
         else:
             raise ValueError(
-                f"image must be HxW, HxWx1, HxWx3 or HxWx4, got an array of shape {image.shape}"
+                f"image must be HxW, HxWx1, HxWx2, HxWx3 or HxWx4, got an array of shape {image.shape}"
             )
         scale = _scale_of(image.dtype)
         tensor = torch.from_numpy(np.ascontiguousarray(data))
@@ -83,11 +87,11 @@ def to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
         scale = _scale_of(image.dtype)
         if image.dim() == 2:
             tensor = image[None, None]
-        elif image.dim() in (3, 4) and image.shape[-3] in (1, 3, 4):
+        elif image.dim() in (3, 4) and image.shape[-3] in (1, 2, 3, 4):
             tensor = image[None] if image.dim() == 3 else image
         else:
             raise ValueError(
-                "image must be a tensor [H, W], [C, H, W] or [B, C, H, W] with C = 1, 3 or 4, got "
+                "image must be a tensor [H, W], [C, H, W] or [B, C, H, W] with C = 1, 2, 3 or 4, got "
                 f"shape {tuple(image.shape)}"
             )
         tensor = tensor.detach().cpu()
@@ -101,8 +105,8 @@ def to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
     channels = tensor.shape[1]
     dtype = image.dtype if is_torch else given_dtype
     form = _Form(is_torch, dtype, tuple(image.shape), channels, form_device)
-    alpha = tensor[:, 3:4] if channels == 4 else None
-    colour = tensor[:, :3] if channels == 4 else tensor
+    alpha = tensor[:, channels - 1 :] if channels in (2, 4) else None
+    colour = tensor[:, : channels - 1] if channels in (2, 4) else tensor
     colour = colour.to(torch.float32)
     if scale is not None:
         colour /= scale
@@ -113,13 +117,14 @@ def to_batch(image) -> tuple[torch.Tensor, torch.Tensor | None, _Form]:
         if low < -FLOAT_RANGE_SLACK or high > 1 + FLOAT_RANGE_SLACK:
             raise ValueError(
                 f"a float image must hold values in [0, 1], this one spans [{low:.3g}, {high:.3g}] "
-                "(divide an 8-bit-range image by 255)"
+                "(scale it into [0, 1]; divide an 8-bit-range image by 255)"
             )
     return colour, alpha, form
 
 
 def from_batch(colour: torch.Tensor, alpha: torch.Tensor | None, form: _Form):
-    """Inverse of `to_batch`: float [N, 3, H, W] (any range) -> the caller's kind, dtype and layout.
+    """Inverse of `to_batch`: float [N, 3, H, W] (any range; clipped to [0, 1]) -> the caller's
+    kind, dtype and layout, with the alpha channel `to_batch` set apart.
 
     >>> colour, alpha, form = to_batch(np.full((4, 5), 255, np.uint8))
     >>> back = from_batch(colour.expand(1, 3, 4, 5) * 0.5, alpha, form)
@@ -127,7 +132,7 @@ def from_batch(colour: torch.Tensor, alpha: torch.Tensor | None, form: _Form):
     ((4, 5), dtype('uint8'), 128)
     """
     colour = colour.clamp_(0.0, 1.0)
-    if form.channels == 1:  # grey in: grey out
+    if form.channels in (1, 2):  # grey in: grey out
         colour = colour.mean(dim=1, keepdim=True)
     scale = _scale_of(form.dtype if form.is_torch else form.dtype.newbyteorder("="))
     if scale is not None:

@@ -173,7 +173,7 @@ def read_psf(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
 
         kernel, _ = read_image(path)
         if kernel.ndim == 3:
-            kernel = kernel[..., :3].mean(axis=2)
+            kernel = kernel[..., 0] if kernel.shape[2] == 2 else kernel[..., :3].mean(axis=2)
     elif suffix in (".txt", ".csv"):
         kernel = _read_table(path)
     else:

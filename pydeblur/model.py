@@ -325,23 +325,25 @@ class DeblurNet(nn.Module):
         sigma: torch.Tensor | None = None,
         strength: float = 1.0,
         run: Runner | None = None,
+        trusted: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The steps after `network` that use the data again: estimate [B, C, H, W] pulled toward
         blurred [B, C, H, W] by the unrolled stages (`pydeblur.unrolled`) or the data-consistency step
         (`pydeblur.consistency`), at noise sigma [B] (estimated from blurred unless given). strength
         divides their data weights' denominators (above 1: sharper and noisier). Their FFTs span the
         whole image, so tiled inference runs `network` per tile and this once; `run(function,
-        inputs)` says how the stages' U-Nets are applied (default: at once). The estimate unchanged
-        when the config has neither."""
+        inputs)` says how the stages' U-Nets are applied (default: at once); `trusted` [B, C or 1,
+        H, W] marks the pixels whose data hold (0: clipped highlights, left out of the data terms).
+        The estimate unchanged when the config has neither."""
         if not self.refines:
             return estimate
         blurred = blurred.to(estimate.dtype)
         if sigma is None:
             sigma = estimate_noise_sigma(blurred)
         if self.stages is not None:
-            return self.stages(estimate, blurred, psf, sigma, strength, run or at_once)
+            return self.stages(estimate, blurred, psf, sigma, strength, run or at_once, trusted)
         return data_consistency(
-            estimate, blurred, psf, self.config.data_consistency / strength, sigma
+            estimate, blurred, psf, self.config.data_consistency / strength, sigma, trusted
         )
 
     def stage_radius(self) -> int:

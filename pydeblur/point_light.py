@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from pydeblur.colour import srgb_slope, srgb_to_linear
 from pydeblur.kernels import MAX_KERNEL_SIDE, _finish, _number
 
 LUMINANCE = (0.2126, 0.7152, 0.0722)  # Rec. 709 / sRGB primaries, on linear light
@@ -17,22 +18,6 @@ LUMINANCE = (0.2126, 0.7152, 0.0722)  # Rec. 709 / sRGB primaries, on linear lig
 
 # ---------------------------------------------------------------------------------------------------
 # A kernel from a point light
-
-
-def srgb_to_linear(values: np.ndarray) -> np.ndarray:
-    """Decode sRGB-encoded values in [0, 1] to linear light (IEC 61966-2-1), any shape, float64.
-
-    >>> srgb_to_linear(np.array([0.0, 0.04045, 0.5, 1.0])).round(4)
-    array([0.    , 0.0031, 0.214 , 1.    ])
-    """
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
-
-
-def _srgb_slope(values: np.ndarray | float) -> np.ndarray:
-    """d(linear) / d(encoded) of the sRGB decoding."""
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(values <= 0.04045, 1 / 12.92, 2.4 / 1.055 * ((values + 0.055) / 1.055) ** 1.4)
 
 
 def _as_unit_image(image) -> tuple[np.ndarray, float]:
@@ -158,7 +143,7 @@ def kernel_from_point_light(
     noise = 1.4826 * float(np.median(np.abs(border - background)))
     if not linear:  # the quantisation step in linear light, at the background's level
         encoded = float(np.median(raw[frame].mean(axis=1)))
-        step *= float(_srgb_slope(encoded))
+        step *= float(srgb_slope(encoded))
     noise = max(noise, step / math.sqrt(12))
     signal = luminance - background
     above = signal > threshold * noise

@@ -120,6 +120,32 @@ def _check_noise(noise_sigma, strength) -> None:
         raise ValueError(f"strength must be a positive number, got {strength!r}")
 
 
+def _check_clip_level(clip_level) -> None:
+    if clip_level is not None and not (
+        isinstance(clip_level, (int, float, np.floating))
+        and not isinstance(clip_level, bool)
+        and 0 < clip_level <= 1
+    ):
+        raise ValueError(f"clip_level must be None or a number in (0, 1], got {clip_level!r}")
+
+
+def unclipped(rgb: torch.Tensor, clip_level: float) -> torch.Tensor:
+    """Where the data hold: rgb [B, C, H, W] in [0, 1] -> [B, C, H, W] float, 0 at values >= clip_level
+    and their 8 neighbours (channel by channel), 1 elsewhere.
+
+    >>> image = torch.zeros(1, 1, 5, 5)
+    >>> image[0, 0, 2, 2] = 1.0
+    >>> unclipped(image, 0.98)[0, 0].int()
+    tensor([[1, 1, 1, 1, 1],
+            [1, 0, 0, 0, 1],
+            [1, 0, 0, 0, 1],
+            [1, 0, 0, 0, 1],
+            [1, 1, 1, 1, 1]], dtype=torch.int32)
+    """
+    clipped = (rgb >= clip_level).float()
+    return 1 - torch.nn.functional.max_pool2d(clipped, 3, stride=1, padding=1)
+
+
 def _module_device(model: torch.nn.Module) -> torch.device:
     """Where a module's parameters (or buffers) live; the CPU for a module with neither."""
     for tensor in (*model.parameters(), *model.buffers()):
@@ -202,13 +228,22 @@ class Deblurrer:
             tiling.check_tile(tile, overlap)
         return tile, overlap
 
-    def __call__(self, image, psf, noise_sigma: float | None = None, strength: float = 1.0):
+    def __call__(
+        self,
+        image,
+        psf,
+        noise_sigma: float | None = None,
+        strength: float = 1.0,
+        gamma: str = "linear",
+        clip_level: float | None = None,
+    ):
         """Deblur `image`, blurred by the known kernel `psf`.
 
         Args:
-            image: NumPy HxW, HxWx1, HxWx3 or HxWx4 array, or torch [H, W], [C, H, W] or [B, C, H, W]
-                tensor (C = 1, 3 or 4); uint8, uint16, or float with values in [0, 1]. Grey images are
-                deblurred as RGB and averaged back; an alpha channel is passed through untouched.
+            image: NumPy HxW, HxWx1, HxWx2, HxWx3 or HxWx4 array, or torch [H, W], [C, H, W] or
+                [B, C, H, W] tensor (C = 1, 2, 3 or 4: grey, grey+alpha, RGB, RGBA); uint8, uint16, or
+                float with values in [0, 1]. Grey images are deblurred as RGB and averaged back; an
+                alpha channel is passed through untouched.
             psf: the blur kernel, [kh, kw], non-negative (normalised to sum 1 here), centre at
                 (kh // 2, kw // 2); an array, a tensor, or a kernel file (.npy/.png/.txt/.csv/.mat).
             noise_sigma: the noise standard deviation of `image` in [0, 1] units of its value range
@@ -216,13 +251,22 @@ class Deblurrer:
                 The model's data steps (unrolled stages or data consistency) weigh the data by it.
             strength: above 1 trusts the data more (sharper, noisier), below 1 less (smoother); it
                 divides the data steps' regularisation. 1 is what the model was trained at.
+            gamma: "linear" (the values are linear light, as given) or "srgb" (sRGB-encoded, as
+                camera JPEGs and PNGs are: decoded to linear light before deblurring, where blur
+                happens, and encoded again after; noise_sigma then refers to the linear values).
+            clip_level: values at or above it (of the image as given, in [0, 1] units) are clipped
+                highlights: they and their 1-pixel neighbourhood are left out of the data steps
+                (channel by channel), so they do not ring. None: every pixel is data.
 
         Returns:
             The deblurred image in the kind, dtype, shape, value range and device of `image`.
         """
         from pydeblur import ops
+        from pydeblur.colour import check_gamma, linear_to_srgb, srgb_to_linear
 
         _check_noise(noise_sigma, strength)
+        check_gamma(gamma)
+        _check_clip_level(clip_level)
         colour, alpha, form = to_batch(image)
         height, width = colour.shape[-2:]
         kernel = _as_psf(psf, (height, width))
@@ -237,7 +281,11 @@ class Deblurrer:
             with torch.no_grad(), ops.skip_value_checks():
                 for index in range(colour.shape[0]):
                     rgb = colour[index : index + 1].expand(1, 3, height, width)
-                    results.append(self._restore(rgb, kernel, tile, overlap, noise_sigma, strength))
+                    trusted = None if clip_level is None else unclipped(rgb, clip_level)
+                    if gamma == "srgb":
+                        rgb = srgb_to_linear(rgb)
+                    out = self._restore(rgb, kernel, tile, overlap, noise_sigma, strength, trusted)
+                    results.append(linear_to_srgb(out) if gamma == "srgb" else out)
         finally:
             self.model.train(was_training)  # a module given mid-training is handed back as it was
         return from_batch(results[0] if len(results) == 1 else torch.cat(results), alpha, form)
@@ -250,6 +298,7 @@ class Deblurrer:
         overlap: int,
         noise_sigma: float | None = None,
         strength: float = 1.0,
+        trusted: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """rgb [1, 3, H, W] (CPU) -> [1, 3, H, W] (CPU): the network tile by tile, then the model's
         last steps on the whole image with the noise estimated once from all channels (unless
@@ -267,6 +316,8 @@ class Deblurrer:
             sigma = estimate_noise_sigma(rgb).to(self.device)
         else:
             sigma = torch.tensor([float(noise_sigma)], device=self.device)
+        if trusted is not None:
+            trusted = trusted.to(self.device)
         if net.stages is not None:
 
             def tiled(function, inputs):
@@ -275,7 +326,7 @@ class Deblurrer:
                 ).to(inputs.device)
 
             return net.refine(
-                out.to(self.device), rgb.to(self.device), psf, sigma, strength, tiled
+                out.to(self.device), rgb.to(self.device), psf, sigma, strength, tiled, trusted
             ).cpu()
         channels = [
             net.refine(
@@ -284,6 +335,7 @@ class Deblurrer:
                 psf,
                 sigma,
                 strength,
+                trusted=None if trusted is None else trusted[:, c : c + 1],
             ).cpu()
             for c in range(out.shape[1])
         ]
@@ -301,9 +353,11 @@ def deblur(
     *,
     noise_sigma: float | None = None,
     strength: float = 1.0,
+    gamma: str = "linear",
+    clip_level: float | None = None,
 ):
     """Deblur `image`, blurred by the known kernel `psf`: `Deblurrer(model, device, tile, overlap,
-    max_memory)(image, psf, noise_sigma, strength)` (see there for every argument). Same kind, dtype, shape, range and device
+    max_memory)(image, psf, noise_sigma, strength, gamma, clip_level)` (see there for every argument). Same kind, dtype, shape, range and device
     back. To deblur several images, build one `Deblurrer` and call it for each.
 
     >>> import numpy as np
@@ -311,7 +365,8 @@ def deblur(
     >>> sharp.shape, sharp.dtype
     ((40, 40), dtype('uint8'))
     """
-    return Deblurrer(model, device, tile, overlap, max_memory)(image, psf, noise_sigma, strength)
+    deblurrer = Deblurrer(model, device, tile, overlap, max_memory)
+    return deblurrer(image, psf, noise_sigma, strength, gamma, clip_level)
 
 
 def estimate_noise(image) -> float:

@@ -62,7 +62,9 @@ class StageDenoiser(nn.Module):
     block per level and side; the output convolution starts at zero.
 
     >>> net = StageDenoiser(channels=8, levels=2)
-    >>> net(torch.rand(2, 7, 30, 21)).shape, float(net(torch.rand(1, 7, 8, 8)).abs().max())
+    >>> with torch.no_grad():
+    ...     out, start = net(torch.rand(2, 7, 30, 21)), net(torch.rand(1, 7, 8, 8))
+    >>> out.shape, float(start.abs().max())
     (torch.Size([2, 3, 30, 21]), 0.0)
     """
 
@@ -161,19 +163,26 @@ class UnrolledStages(nn.Module):
         sigma: torch.Tensor,
         strength: float = 1.0,
         run: Runner = at_once,
+        trusted: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """strength: divides every lam_k (above 1 trusts the data more: sharper, noisier).
+        trusted: where the data hold [B, C or 1, H, W] (1) and where not (0: clipped highlights);
+        untrusted pixels are treated as the canvas outside the image (the estimate blurred).
         run(function, inputs): how each U-Net is applied to the whole canvas [1, 7, H', W'] (the
         default: at once; `pydeblur.restore` tiles it)."""
         kh, kw = psf.shape[-2:]
         canvas_y, padding = pad_periodic(blurred.float(), (kh, kw))
         x = pad_periodic(estimate.float(), (kh, kw))[0]
-        inside = torch.zeros_like(canvas_y[:, :1])
         height, width = blurred.shape[-2:]
-        inside[..., padding.top : padding.top + height, padding.left : padding.left + width] = 1
+        channels = 1 if trusted is None else trusted.shape[1]
+        inside = canvas_y.new_zeros(canvas_y.shape[0], channels, *canvas_y.shape[-2:])
+        region = inside[
+            ..., padding.top : padding.top + height, padding.left : padding.left + width
+        ]
+        region[...] = 1 if trusted is None else trusted.to(inside.dtype)
         otf = psf2otf(psf.double(), canvas_y.shape[-2:], half_spectrum=True)
         sigma = sigma.to(canvas_y.device).float().clamp_min(MIN_SIGMA).reshape(-1, 1, 1, 1)
-        noise_map = (sigma * SIGMA_SCALE).expand_as(inside)
+        noise_map = (sigma * SIGMA_SCALE).expand_as(inside[:, :1])
         for stage in self.stages:
             lam = stage.log_strength.exp() * sigma.double() ** 2 / strength
             x_data = data_step(x, canvas_y, inside, otf, lam)
@@ -209,6 +218,7 @@ def data_step(
     for c in range(x.shape[1]):
         xc = x[:, c : c + 1].double()
         outside = circular_convolve(xc, otf)
-        target = torch.where(inside > 0, canvas_y[:, c : c + 1].double(), outside)
+        where = inside[:, c : c + 1] if inside.shape[1] > 1 else inside
+        target = torch.where(where > 0, canvas_y[:, c : c + 1].double(), outside)
         channels.append(data_term_prox(xc, target, otf, lam).float())
     return torch.cat(channels, dim=1)

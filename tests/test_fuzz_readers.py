@@ -5,6 +5,7 @@ Bounded (derandomised examples with a deadline each) so that CI spends a few sec
 weights reader is fuzzed in tests/test_weights_safety.py.
 """
 
+import io
 import pickle
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ pytest.importorskip("hypothesis")  # in the test extra; a bare GPU image may lac
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from pydeblur.io import read_image
+from pydeblur.io import read_image, write_image
 from pydeblur.kernel_io import read_psf, write_psf
 
 FUZZ = settings(
@@ -36,6 +37,23 @@ def _encoded(suffix: str, image: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+def _oriented(suffix: str, image: np.ndarray) -> bytes:
+    """`image` saved by Pillow with an EXIF orientation (6: turned a quarter clockwise to be shown)."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG" if suffix == ".jpg" else "TIFF", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def _written(name: str, image: np.ndarray, dtype) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        write_image(Path(folder) / name, image, dtype)
+        return (Path(folder) / name).read_bytes()
+
+
 def _valid_images() -> dict[str, bytes]:
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)
@@ -44,6 +62,12 @@ def _valid_images() -> dict[str, bytes]:
         "deep.png": _encoded(".png", rgb.astype(np.uint16) * 257),
         "grey.jpg": _encoded(".jpg", rgb[..., 0]),
         "rgba.tif": _encoded(".tif", np.dstack([rgb, rgb[..., :1]])),
+        # the readers of #18's formats: float TIFF, grey+alpha, EXIF orientation
+        "float.tif": _encoded(".tif", rgb.astype(np.float32) / 200),
+        "la16.png": _written("la16.png", rgb[..., :2] / 255, np.uint16),
+        "la.tif": _written("la.tif", rgb[..., :2] / 255, np.uint8),
+        "oriented.jpg": _oriented(".jpg", rgb),
+        "oriented.tif": _oriented(".tif", rgb),
     }
 
 

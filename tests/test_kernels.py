@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pydeblur.cli import main
+from pydeblur.colour import linear_to_srgb
 from pydeblur.io import read_image, to_integer, write_image
 from pydeblur.kernel_io import load_psf, read_psf, write_psf
 from pydeblur.kernels import (
@@ -310,8 +311,7 @@ BOX = (75, 62, 50, 50)  # around the star at column 100, row 80
 
 
 def srgb(linear):
-    linear = np.clip(linear, 0, 1)
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return linear_to_srgb(np.clip(linear, 0, 1))
 
 
 def add(image, kernel, row, col, light):

@@ -251,7 +251,7 @@ def test_default_model_deblurs_without_border_ringing(example):
         (np.zeros((20, 30, 3)), np.ones((25, 25)), ValueError, "larger than the image"),
         (np.zeros((40, 40, 3)), np.full((5, 5), np.nan), ValueError, "psf contains NaN"),
         (np.zeros((40, 40, 3)), "no-such-kernel.npy", FileNotFoundError, "no such kernel file"),
-        (np.zeros((40, 40, 2)), np.ones((5, 5)), ValueError, "image must be HxW"),
+        (np.zeros((40, 40, 5)), np.ones((5, 5)), ValueError, "image must be HxW"),
         (np.zeros((40, 40, 3), np.int32), np.ones((5, 5)), TypeError, "sample type int32"),
         (np.full((40, 40, 3), 200.0), np.ones((5, 5)), ValueError, r"\[0, 1\]"),
         ([[0.5]], np.ones((1, 1)), TypeError, "image must be a NumPy array or a torch tensor"),

@@ -10,6 +10,7 @@ SUBCOMMANDS: list[str] = [
     "blur_cmd",
     "deblur_cmd",
     "demo_cmd",
+    "ui_cmd",
 ]
 
 

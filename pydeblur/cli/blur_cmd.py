@@ -21,7 +21,10 @@ def add_parser(subparsers) -> None:
         "(kh // 2, kw // 2) as origin, followed by Poisson-Gaussian noise "
         "z = Poisson(L T blurred) + N(0, S^2), output z / (L T), clipped to [0, 1] by the file.",
     )
-    parser.add_argument("sharp", help="sharp image (8 or 16 bit; grey, RGB or RGBA)")
+    parser.add_argument(
+        "sharp",
+        help="sharp image (8 or 16 bit, or a 32-bit float TIFF; grey, grey+alpha, RGB or RGBA)",
+    )
     parser.add_argument(
         "--psf",
         required=True,

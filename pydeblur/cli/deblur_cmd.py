@@ -19,7 +19,8 @@ def add_parser(subparsers) -> None:
         help="deblur photos whose blur kernel is known",
         description=(
             "Deblur one photo, several, or every PNG/JPEG/TIFF in a folder, with a known blur kernel. "
-            "Outputs keep the format and bit depth of their input. Under `torchrun --nproc_per_node=N` "
+            "Outputs keep the format and bit depth of their input unless --bit-depth says otherwise. "
+            "Under `torchrun --nproc_per_node=N` "
             "the files are shared out between the processes."
         ),
     )
@@ -67,6 +68,14 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--verbose", action="store_true", help="print each photo's noise level (estimated or given)"
+    )
+    parser.add_argument(
+        "--bit-depth",
+        type=int,
+        choices=(8, 16, 32),
+        default=None,
+        help="samples of the outputs: 8 or 16 bit integer, or 32 (float, TIFF only); default: the "
+        "input's. JPEG holds 8 only, PNG 8 or 16",
     )
     parser.add_argument(
         "--overwrite",
@@ -227,11 +236,13 @@ def deblur_file(
     noise: float | None = None,
     strength: float = 1.0,
     verbose: bool = False,
+    bit_depth: int | None = None,
 ) -> None:
     """Deblur one file into `target` with a `pydeblur.restore.Deblurrer`; every error names `source`.
 
     psf: a [kh, kw] kernel; noise, strength: as `Deblurrer.__call__`'s noise_sigma and strength;
-    verbose: print the noise level used (to stderr). `target` gets the sample type of `source`.
+    verbose: print the noise level used (to stderr). `target` gets the sample type of `source`, or
+    that of `bit_depth` (8, 16 or 32: uint8, uint16 or float32; `pydeblur.io.SAMPLE_TYPES`).
 
     >>> import tempfile, numpy as np
     >>> from pydeblur.io import read_image, write_image
@@ -243,10 +254,12 @@ def deblur_file(
     >>> read_image(folder / "sharp.png")[0].shape
     (24, 32, 3)
     """
-    from pydeblur.io import check_image_path, read_image, write_image
+    from pydeblur.io import SAMPLE_TYPES, check_image_path, read_image, write_image
 
     try:
         image, sample_type = read_image(source, max_pixels=max_pixels)
+        if bit_depth is not None:
+            sample_type = SAMPLE_TYPES[bit_depth]
         check_image_path(target, sample_type, image.shape[2] if image.ndim == 3 else 1)
         if verbose:
             from pydeblur.restore import estimate_noise
@@ -278,6 +291,11 @@ def run(args: argparse.Namespace) -> int:
     tune_allocator()
     files = list_inputs(args.inputs)
     targets = plan_outputs(files, args.output, args.inputs, args.overwrite)
+    if args.bit_depth is not None:  # a depth the output format cannot hold: refused before any work
+        from pydeblur.io import SAMPLE_TYPES, check_image_path
+
+        for target in targets:
+            check_image_path(target, SAMPLE_TYPES[args.bit_depth], channels=1)
     psf = load_psf(args.psf)
     # gloo suffices for the one gather of the summary, and works whatever the device.
     shard = distributed.start("gloo")
@@ -287,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
         if args.tile is not None:
             deblurrer.plan(psf.shape)  # a tile under twice the overlap: refused before any work
         prepare_folders(targets)
-        options = (args.noise, args.strength, args.verbose)
+        options = (args.noise, args.strength, args.verbose, args.bit_depth)
         if len(files) == 1 and shard.world == 1:  # its error is the command's one-line error
             deblur_file(files[0], targets[0], psf, deblurrer, max_pixels, *options)
             print(f"wrote {targets[0]}")
