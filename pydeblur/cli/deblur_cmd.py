@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from pydeblur.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 
 
@@ -65,6 +67,22 @@ def add_parser(subparsers) -> None:
         type=parse_strength,
         metavar="S",
         help="above 1 trusts the data more (sharper, noisier), below 1 less (smoother); default 1",
+    )
+    parser.add_argument(
+        "--gamma",
+        default="auto",
+        choices=("auto", "srgb", "linear"),
+        help="srgb: the files are sRGB-encoded (camera JPEGs and PNGs): decode to linear light, where "
+        "blur happens, deblur, encode again; linear: deblur the values as they are; auto (default): "
+        "linear for float32 TIFFs, srgb for 8- and 16-bit files",
+    )
+    parser.add_argument(
+        "--clip-level",
+        default=0.98,
+        type=parse_clip_level,
+        metavar="LEVEL|none",
+        help="values at or above LEVEL (of the full range) are clipped highlights, left out of the "
+        "data term so they do not ring (default 0.98); none: every pixel is data",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="print each photo's noise level (estimated or given)"
@@ -206,6 +224,23 @@ def parse_noise(text: str) -> float | None:
     return value
 
 
+def parse_clip_level(text: str) -> float | None:
+    """--clip-level: "none" (None) or a number in (0, 1].
+
+    >>> parse_clip_level("none"), parse_clip_level("0.98")
+    (None, 0.98)
+    """
+    if text == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be none or a number in (0, 1], got {text!r}")
+    return value
+
+
 def parse_strength(text: str) -> float:
     """--strength: a positive number.
 
@@ -221,6 +256,25 @@ def parse_strength(text: str) -> float:
     return value
 
 
+def describe(image, settings: dict) -> str:
+    """The noise level and gamma one photo is deblurred with, for --verbose.
+
+    >>> describe(np.full((16, 16), 0.5, np.float32), {"noise_sigma": 0.01, "gamma": "linear"})
+    'noise sigma 0.0100 (given, 2.55 of 255), gamma linear'
+    """
+    from pydeblur.colour import srgb_to_linear
+    from pydeblur.restore import estimate_noise
+
+    gamma = settings.get("gamma", "linear")
+    sigma = settings.get("noise_sigma")
+    how = "given"
+    if sigma is None:  # the image as read: float in [0, 1]
+        data = srgb_to_linear(image).astype(np.float32) if gamma == "srgb" else image
+        how, sigma = "estimated", estimate_noise(data)
+    where = ", in linear light" if gamma == "srgb" else ""
+    return f"noise sigma {sigma:.4f} ({how}{where}, {sigma * 255:.2f} of 255), gamma {gamma}"
+
+
 def _naming(source: Path, error: BaseException) -> str:
     """The error's message, on one line, starting with the file's name unless it names it already."""
     message = " ".join(str(error).split()) or type(error).__name__
@@ -233,16 +287,16 @@ def deblur_file(
     psf,
     deblurrer,
     max_pixels: int | None,
-    noise: float | None = None,
-    strength: float = 1.0,
+    settings: dict | None = None,
     verbose: bool = False,
     bit_depth: int | None = None,
 ) -> None:
     """Deblur one file into `target` with a `pydeblur.restore.Deblurrer`; every error names `source`.
 
-    psf: a [kh, kw] kernel; noise, strength: as `Deblurrer.__call__`'s noise_sigma and strength;
-    verbose: print the noise level used (to stderr). `target` gets the sample type of `source`, or
-    that of `bit_depth` (8, 16 or 32: uint8, uint16 or float32; `pydeblur.io.SAMPLE_TYPES`).
+    psf: a [kh, kw] kernel; settings: `Deblurrer.__call__`'s noise_sigma, strength, gamma and
+    clip_level (gamma "auto": "linear" for a float file, "srgb" for 8- and 16-bit ones); verbose:
+    print the noise level used (to stderr). `target` gets the sample type of `source`, or that of
+    `bit_depth` (8, 16 or 32: uint8, uint16 or float32; `pydeblur.io.SAMPLE_TYPES`).
 
     >>> import tempfile, numpy as np
     >>> from pydeblur.io import read_image, write_image
@@ -257,20 +311,15 @@ def deblur_file(
     from pydeblur.io import SAMPLE_TYPES, check_image_path, read_image, write_image
 
     try:
-        image, sample_type = read_image(source, max_pixels=max_pixels)
-        if bit_depth is not None:
-            sample_type = SAMPLE_TYPES[bit_depth]
+        image, source_type = read_image(source, max_pixels=max_pixels)
+        sample_type = source_type if bit_depth is None else SAMPLE_TYPES[bit_depth]
         check_image_path(target, sample_type, image.shape[2] if image.ndim == 3 else 1)
+        settings = dict(settings or {})
+        if settings.get("gamma") == "auto":
+            settings["gamma"] = "linear" if source_type == np.float32 else "srgb"
         if verbose:
-            from pydeblur.restore import estimate_noise
-
-            how = "given" if noise is not None else "estimated"
-            sigma = noise if noise is not None else estimate_noise(image)
-            print(
-                f"{source}: noise sigma {sigma:.4f} ({how}, {sigma * 255:.2f} of 255)",
-                file=sys.stderr,
-            )
-        write_image(target, deblurrer(image, psf, noise, strength), sample_type)
+            print(f"{source}: {describe(image, settings)}", file=sys.stderr)
+        write_image(target, deblurrer(image, psf, **settings), sample_type)
     except ValueError as error:
         raise ValueError(_naming(source, error)) from error
     except Exception as error:  # OSError, cv2.error, torch's RuntimeError (out of memory, say)
@@ -305,7 +354,13 @@ def run(args: argparse.Namespace) -> int:
         if args.tile is not None:
             deblurrer.plan(psf.shape)  # a tile under twice the overlap: refused before any work
         prepare_folders(targets)
-        options = (args.noise, args.strength, args.verbose, args.bit_depth)
+        settings = {
+            "noise_sigma": args.noise,
+            "strength": args.strength,
+            "gamma": args.gamma,
+            "clip_level": args.clip_level,
+        }
+        options = (settings, args.verbose, args.bit_depth)
         if len(files) == 1 and shard.world == 1:  # its error is the command's one-line error
             deblur_file(files[0], targets[0], psf, deblurrer, max_pixels, *options)
             print(f"wrote {targets[0]}")
