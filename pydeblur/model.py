@@ -132,32 +132,24 @@ class ModelConfig:
         return cls(**values)
 
 
+# The shipped CPU model: residual mix on top of the Wiener stack, 3x3 convs, moderate width, and a
+# 3-level context branch (1/2, 1/4, 1/8 resolution) that sees as far as large kernels ring.
+_DEFAULT = ModelConfig(
+    blocks=5,
+    channels=32,
+    kernel_size=3,
+    dropout=0.0,
+    head="mix",
+    clamp_features=True,
+    context_levels=3,
+)
+
 CONFIGS: dict[str, ModelConfig] = {
     # The paper: 12 ResBlocks, 64 channels, 5x5, dropout keep 0.8, SNRs 9..65 dB, direct output.
     "paper": ModelConfig(),
-    # The shipped CPU model: residual mix on top of the Wiener stack, 3x3 convs, moderate width, and a
-    # 3-level context branch (1/2, 1/4, 1/8 resolution) that sees as far as large kernels ring.
-    "default": ModelConfig(
-        blocks=5,
-        channels=32,
-        kernel_size=3,
-        dropout=0.0,
-        head="mix",
-        clamp_features=True,
-        context_levels=3,
-    ),
+    "default": _DEFAULT,
     # The shipped network (its bilateral tail included) followed by two unrolled stages.
-    "unrolled": ModelConfig(
-        blocks=5,
-        channels=32,
-        kernel_size=3,
-        dropout=0.0,
-        head="mix",
-        clamp_features=True,
-        context_levels=3,
-        bilateral_tail=True,
-        stages=2,
-    ),
+    "unrolled": dataclasses.replace(_DEFAULT, bilateral_tail=True, stages=2),
     # The network docs/design.md measured on these CPUs (6 blocks, 48 channels, 3x3).
     "small": ModelConfig(
         blocks=6, channels=48, kernel_size=3, dropout=0.0, head="mix", clamp_features=True

@@ -207,21 +207,27 @@ def prepare_folders(targets: list[Path]) -> None:
         remove_leftovers(folder)
 
 
+def _number(text: str, word: str | None, accept, meaning: str) -> float | None:
+    """`text` as a number that `accept`s, or None when it is `word`; else an argparse error saying
+    what the option takes (`meaning`)."""
+    if word is not None and text == word:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not accept(value):  # nan fails every comparison
+        raise argparse.ArgumentTypeError(f"must be {meaning}, got {text!r}")
+    return value
+
+
 def parse_noise(text: str) -> float | None:
     """--noise: "auto" (None) or a number in [0, 1].
 
     >>> parse_noise("auto"), parse_noise("0.01")
     (None, 0.01)
     """
-    if text == "auto":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be auto or a number in [0, 1], got {text!r}")
-    return value
+    return _number(text, "auto", lambda v: 0 <= v <= 1, "auto or a number in [0, 1]")
 
 
 def parse_clip_level(text: str) -> float | None:
@@ -230,15 +236,7 @@ def parse_clip_level(text: str) -> float | None:
     >>> parse_clip_level("none"), parse_clip_level("0.98")
     (None, 0.98)
     """
-    if text == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be none or a number in (0, 1], got {text!r}")
-    return value
+    return _number(text, "none", lambda v: 0 < v <= 1, "none or a number in (0, 1]")
 
 
 def parse_strength(text: str) -> float:
@@ -247,13 +245,7 @@ def parse_strength(text: str) -> float:
     >>> parse_strength("1.5")
     1.5
     """
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+    return _number(text, None, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def describe(image, settings: dict) -> str:
