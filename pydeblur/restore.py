@@ -146,6 +146,22 @@ def unclipped(rgb: torch.Tensor, clip_level: float) -> torch.Tensor:
     return 1 - torch.nn.functional.max_pool2d(clipped, 3, stride=1, padding=1)
 
 
+def reblur(image: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+    """image [1, C, H, W] blurred by psf [1, 1, kh, kw], same frame: circular on the canvas of
+    `pydeblur.boundary.pad_periodic`, so the borders see a smooth extension. -> [1, C, H, W] float32.
+
+    >>> flat = torch.full((1, 3, 20, 20), 0.5)
+    >>> torch.allclose(reblur(flat, torch.full((1, 1, 5, 5), 1 / 25)), flat)
+    True
+    """
+    from pydeblur.boundary import crop, pad_periodic
+    from pydeblur.physics import circular_convolve, psf2otf
+
+    canvas, padding = pad_periodic(image.float(), tuple(psf.shape[-2:]))
+    otf = psf2otf(psf.double(), canvas.shape[-2:], half_spectrum=True)
+    return crop(circular_convolve(canvas.double(), otf), padding).float()
+
+
 def _module_device(model: torch.nn.Module) -> torch.device:
     """Where a module's parameters (or buffers) live; the CPU for a module with neither."""
     for tensor in (*model.parameters(), *model.buffers()):
@@ -256,7 +272,8 @@ class Deblurrer:
                 happens, and encoded again after; noise_sigma then refers to the linear values).
             clip_level: values at or above it (of the image as given, in [0, 1] units) are clipped
                 highlights: they and their 1-pixel neighbourhood are left out of the data steps
-                (channel by channel), so they do not ring. None: every pixel is data.
+                (channel by channel), and the network runs a second time on the data with them
+                replaced by its first result blurred, so they do not ring. None: every pixel is data.
 
         Returns:
             The deblurred image in the kind, dtype, shape, value range and device of `image`.
@@ -308,6 +325,14 @@ class Deblurrer:
         net = self._net
         network = self.model if net is None else net.network
         out = tiling.run_tiled(lambda part: network(part.to(self.device), psf), rgb, tile, overlap)
+        if trusted is not None and not bool(trusted.all()):
+            # Clipped highlights: the network runs again on the data with them replaced by its first
+            # estimate blurred (what the sensor would have recorded without clipping, as far as it
+            # knows), so its Wiener features do not ring around them either.
+            refilled = torch.where(trusted > 0, rgb, reblur(out, psf.cpu()))
+            out = tiling.run_tiled(
+                lambda part: network(part.to(self.device), psf), refilled, tile, overlap
+            )
         if net is None or not net.refines:
             return out
         from pydeblur.noise import estimate_noise_sigma
