@@ -73,7 +73,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def _load_cached(name: str, stamp: float | None, device: torch.device) -> torch.nn.Module:
     from pydeblur.weights_io import load_model
 
-    return load_model(name, device).eval()
+    model = load_model(name, device).eval()
+    if device.type == "cpu":
+        # oneDNN's convolutions run ~25 % faster on NHWC weights here (1.03 s against 1.33 s for a
+        # 542x542 forward on 2 cores; outputs equal to 3e-6), whatever the input's layout
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def resolve_model(
