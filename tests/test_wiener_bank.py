@@ -331,3 +331,108 @@ def test_cpu_and_cuda_agree():
         results.append([out.detach().cpu()] + [t.grad.cpu() for t in inputs])
     for cpu, cuda in zip(*results, strict=True):
         torch.testing.assert_close(cuda, cpu, rtol=1e-4, atol=1e-4)
+
+
+def torch_wiener_bank(y, psf4, nsr):
+    """numpy_wiener_bank's maths in float64 torch.fft on y's device, for sizes too big for NumPy."""
+    K = psf2otf(psf4.double(), tuple(y.shape[-2:]))[:, None]  # [Pb, 1, Pc, H, W]
+    filters = K.conj() / (K.abs() ** 2 + nsr.double()[:, None, None, None])
+    return torch.fft.ifft2(filters * torch.fft.fft2(y.double())[:, None]).real
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(
+    ("shape", "psf_batch"),
+    [((8, 3, 256, 256), 1), ((2, 3, 324, 300), 2)],  # the benchmark's batch; a padded photo crop
+)
+def test_cuda_matches_float64_reference_at_full_size(shape, psf_batch):
+    """One batched cuFFT C2R over all B S C planes, from spectra scaled by 1 / (H W) before it: at
+    the benchmark's size (a power of two: the scaling is exact) and at an odd one."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(*shape, generator=g)
+    psf = torch.rand(psf_batch, 1, 34, 34, generator=g)
+    psf /= psf.sum(dim=(-2, -1), keepdim=True)
+    nsr = 10 ** (-torch.tensor(PAPER_SNR_DB) / 10)
+    y, psf, nsr = y.cuda(), psf.cuda(), nsr.cuda()
+    out = wiener_bank(y, psf, nsr=nsr)
+    expected = torch_wiener_bank(y, psf, nsr)
+    # float32 FFTs: 1.5e-6 and 2.9e-6 of the largest value on the CPU kernels (MKL)
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=2e-5 * scale)
+
+
+def _cuda_kernel_names(call):
+    """The names of the CUDA kernels `call` launches (after a first call has made its FFT plans)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    call()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        call()
+        torch.cuda.synchronize()
+    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+@pytest.mark.cuda
+def test_cuda_launches_only_its_kernels_and_cuffts():
+    """docs/wiener_bank.md's accounting: the forward is the PSF padding kernel, cuFFT's R2C of the
+    PSF and of y, the filter kernel and one batched C2R, with no ATen kernel (ATen's irfft2 would
+    add a copy of all the spectra and a scaling pass; ATen's psf2otf a fill, a copy and a roll);
+    the backward for dL/dy alone likewise. An ATen kernel here also means the direct cuFFT call
+    fell back to ATen's (libcufft not found)."""
+    y = random_image(2, 3, 64, 48, dtype=torch.float32).cuda()
+    psf = random_psf(5, 5, 1, 1, dtype=torch.float32).cuda()
+    nsr = torch.tensor([1e-3, 0.01, 0.1], device="cuda")
+    grad = torch.rand(2, 3, 3, 64, 48, device="cuda")
+    calls = {
+        "forward": lambda: torch.ops.pydeblur.wiener_bank(y, psf, nsr),
+        "backward": lambda: torch.ops.pydeblur._wiener_bank_backward(
+            grad, y, psf, nsr, [True, False, False]
+        ),
+    }
+    for name, call in calls.items():
+        kernels = _cuda_kernel_names(call)
+        if not kernels:
+            pytest.skip("the profiler recorded no CUDA kernels on this machine (CUPTI)")
+        print(name, len(kernels), "kernels:", *kernels, sep="\n  ")
+        ours = [k for k in kernels if "pydeblur" in k]
+        assert len(ours) == 2, f"{name}: {kernels}"
+        assert not [k for k in kernels if "at::native" in k], f"{name}: {kernels}"
+
+
+@pytest.mark.cuda
+def test_cuda_graph_capture_and_replay():
+    """The CUDA fast path has no host synchronisation and no stream-unsafe allocation: once a first
+    call has made the cuFFT plans, the forward (the public function, its value checks skipped: they
+    read the device) and the backward capture in one CUDA graph, and replays on new inputs match
+    eager calls."""
+    y = random_image(2, 3, 40, 36, dtype=torch.float32).cuda()
+    psf = random_psf(5, 4, 2, 1, dtype=torch.float32).cuda()
+    nsr = torch.tensor([1e-3, 0.01, 0.1], device="cuda")
+    grad = torch.rand(2, 3, 3, 40, 36, device="cuda")
+    mask = [True, True, True]
+
+    def run():
+        out = wiener_bank(y, psf, nsr=nsr)
+        return out, torch.ops.pydeblur._wiener_bank_backward(grad, y, psf, nsr, mask)
+
+    with skip_value_checks():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                run()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = run()
+        for seed in (5, 6):
+            y.copy_(random_image(2, 3, 40, 36, seed=seed, dtype=torch.float32))
+            psf.copy_(random_psf(5, 4, 2, 1, seed=seed, dtype=torch.float32))
+            nsr.copy_(torch.tensor([2e-3, 0.02, 0.3]) * seed)
+            grad.copy_(torch.rand(2, 3, 3, 40, 36, generator=torch.Generator().manual_seed(seed)))
+            graph.replay()
+            eager = run()
+            torch.testing.assert_close(captured[0], eager[0], rtol=1e-6, atol=1e-6)
+            for replayed, expected in zip(captured[1], eager[1], strict=True):
+                torch.testing.assert_close(replayed, expected, rtol=1e-6, atol=1e-6)
