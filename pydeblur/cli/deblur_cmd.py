@@ -1,4 +1,5 @@
-"""`pydeblur deblur BLURRY... --psf KERNEL -o OUT`: deblur files or folders of photos.
+"""`pydeblur deblur BLURRY... --psf KERNEL -o OUT`: deblur files or folders of photos (`--psf-grid
+FOLDER` instead of `--psf`: a kernel per region, `pydeblur.psf_grid`).
 
 Under `torchrun --nproc_per_node=N`, each rank deblurs its own shard of the files (one GPU per rank when
 CUDA is used) and rank 0 prints a summary of all ranks.
@@ -20,7 +21,8 @@ def add_parser(subparsers) -> None:
         "deblur",
         help="deblur photos whose blur kernel is known",
         description=(
-            "Deblur one photo, several, or every PNG/JPEG/TIFF in a folder, with a known blur kernel. "
+            "Deblur one photo, several, or every PNG/JPEG/TIFF in a folder, with a known blur kernel "
+            "(--psf), or one per region of the photo (--psf-grid). "
             "Outputs keep the format and bit depth of their input unless --bit-depth says otherwise. "
             "Under `torchrun --nproc_per_node=N` "
             "the files are shared out between the processes."
@@ -29,13 +31,21 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "inputs", nargs="+", metavar="BLURRY", help="image files or folders of them"
     )
-    parser.add_argument(
+    kernel = parser.add_mutually_exclusive_group(required=True)
+    kernel.add_argument(
         "--psf",
-        required=True,
         metavar="KERNEL",
         help="blur kernel: a file (.npy, .png, .txt, .csv or .mat) or a spec: motion:LENGTH,ANGLE, "
         "defocus:RADIUS, gaussian:SIGMA[,SIGMA2,ANGLE] (pixels; degrees counter-clockwise from +x; "
         "docs/kernels.md)",
+    )
+    kernel.add_argument(
+        "--psf-grid",
+        metavar="FOLDER",
+        help="instead of --psf, a kernel per region: a folder of kernel files r0_c0.npy, r0_c1.npy, "
+        "... (row, column from 0; any --psf file type), one per cell of the photo cut into rows x "
+        "columns equal cells; each cell is deblurred with its own kernel and neighbours cross-fade "
+        'over their shared edge (docs/deblur.md, "A kernel per region")',
     )
     parser.add_argument(
         "-o",
@@ -285,7 +295,9 @@ def deblur_file(
 ) -> None:
     """Deblur one file into `target` with a `pydeblur.restore.Deblurrer`; every error names `source`.
 
-    psf: a [kh, kw] kernel; settings: `Deblurrer.__call__`'s noise_sigma, strength, gamma and
+    psf: a [kh, kw] kernel, or what else `deblurrer(image, psf, **settings)` takes (a
+    `pydeblur.psf_grid.PsfGrid` with `deblur_grid` bound to a Deblurrer, as --psf-grid runs it);
+    settings: `Deblurrer.__call__`'s noise_sigma, strength, gamma and
     clip_level (gamma "auto": "linear" for a float file, "srgb" for 8- and 16-bit ones); verbose:
     print the noise level used (to stderr). `target` gets the sample type of `source`, or that of
     `bit_depth` (8, 16 or 32: uint8, uint16 or float32; `pydeblur.io.SAMPLE_TYPES`).
@@ -337,14 +349,27 @@ def run(args: argparse.Namespace) -> int:
 
         for target in targets:
             check_image_path(target, SAMPLE_TYPES[args.bit_depth], channels=1)
-    psf = load_psf(args.psf)
+    if args.psf_grid is not None:
+        from pydeblur.psf_grid import read_psf_grid
+
+        psf = read_psf_grid(args.psf_grid)
+        psf_shape = psf.kernel_shape
+    else:
+        psf = load_psf(args.psf)
+        psf_shape = psf.shape
     # gloo suffices for the one gather of the summary, and works whatever the device.
     shard = distributed.start("gloo")
     try:
         device = str(shard.device(resolve_device(args.device)))  # one GPU per rank
         deblurrer = Deblurrer(args.model, device, tile=args.tile)
         if args.tile is not None:
-            deblurrer.plan(psf.shape)  # a tile under twice the overlap: refused before any work
+            deblurrer.plan(psf_shape)  # a tile under twice the overlap: refused before any work
+        if args.psf_grid is not None:  # each photo deblurred cell by cell
+            import functools
+
+            from pydeblur.psf_grid import deblur_grid
+
+            deblurrer = functools.partial(deblur_grid, deblurrer=deblurrer)
         prepare_folders(targets)
         settings = {
             "noise_sigma": args.noise,
