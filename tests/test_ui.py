@@ -40,8 +40,10 @@ BLUR = motion(9, 30)
 
 
 def blurred_demo(folder: Path, psf: np.ndarray = BLUR, size: tuple[int, int] | None = None):
-    """The shipped demo photo blurred by `psf` with the paper's photon noise (fixed seed), as an
-    8-bit PNG in `folder`: (its path, the sharp photo aligned with it, HxWx3 float)."""
+    """The shipped demo photo blurred by `psf` as a camera blurs it (in linear light, with the
+    paper's photon noise, fixed seed, then sRGB-encoded), as an 8-bit PNG in `folder`: (its path,
+    the sharp photo aligned with it, HxWx3 float)."""
+    from pydeblur.colour import linear_to_srgb, srgb_to_linear
     from pydeblur.degrade import degrade, valid_offset
     from pydeblur.io import read_image, write_image
 
@@ -49,8 +51,10 @@ def blurred_demo(folder: Path, psf: np.ndarray = BLUR, size: tuple[int, int] | N
     if size is not None:
         kh, kw = psf.shape
         photo = photo[: size[0] + kh - 1, : size[1] + kw - 1]
-    padded = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)[None]
+    light = srgb_to_linear(np.ascontiguousarray(photo)).astype(np.float32)
+    padded = torch.from_numpy(light).permute(2, 0, 1)[None]
     blurred = degrade(padded, torch.from_numpy(psf), generator=torch.Generator().manual_seed(0))
+    blurred = linear_to_srgb(blurred.clamp(0, 1))
     top, left = valid_offset(*psf.shape)
     height, width = blurred.shape[-2:]
     sharp = photo[top : top + height, left : left + width]

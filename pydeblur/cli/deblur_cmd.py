@@ -88,7 +88,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--clip-level",
-        default=0.98,
+        default=CLIP_LEVEL,
         type=parse_clip_level,
         metavar="LEVEL|none",
         help="values at or above LEVEL (of the full range) are clipped highlights, left out of the "
@@ -217,6 +217,19 @@ def prepare_folders(targets: list[Path]) -> None:
         remove_leftovers(folder)
 
 
+CLIP_LEVEL = 0.98  # --clip-level's default (docs/deblur.md: measured)
+
+
+def file_gamma(sample_type) -> str:
+    """--gamma auto for a file of this sample type: "linear" for float32 data, "srgb" for 8 and 16 bit
+    (camera files are sRGB-encoded).
+
+    >>> file_gamma(np.uint8), file_gamma(np.float32)
+    ('srgb', 'linear')
+    """
+    return "linear" if np.dtype(sample_type) == np.float32 else "srgb"
+
+
 def _number(text: str, word: str | None, accept, meaning: str) -> float | None:
     """`text` as a number that `accept`s, or None when it is `word`; else an argparse error saying
     what the option takes (`meaning`)."""
@@ -320,7 +333,7 @@ def deblur_file(
         check_image_path(target, sample_type, image.shape[2] if image.ndim == 3 else 1)
         settings = dict(settings or {})
         if settings.get("gamma") == "auto":
-            settings["gamma"] = "linear" if source_type == np.float32 else "srgb"
+            settings["gamma"] = file_gamma(source_type)
         if verbose:
             print(f"{source}: {describe(image, settings)}", file=sys.stderr)
         write_image(target, deblurrer(image, psf, **settings), sample_type)

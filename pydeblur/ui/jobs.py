@@ -42,7 +42,7 @@ def _once_a_tile(model):
 
 
 class DeblurJob:
-    """`deblurrer(image, psf, noise_sigma, strength)` in a background thread, holding `lock` (the
+    """`deblurrer(image, psf, noise_sigma, strength, gamma, clip_level)` in a background thread, holding `lock` (the
     server's one lock on the model) while it runs.
 
     state: "queued" (before `start`), "running", "done" or "failed" (then `message` says why);
@@ -63,6 +63,8 @@ class DeblurJob:
         noise_sigma: float | None = None,
         strength: float = 1.0,
         lock: threading.Lock | None = None,
+        gamma: str = "linear",
+        clip_level: float | None = None,
     ):
         self.id = f"job{next(_ids)}"
         self.state = "queued"
@@ -70,7 +72,7 @@ class DeblurJob:
         self.message = "starting"
         self.result: np.ndarray | None = None
         self.seconds: float | None = None
-        self._work = (deblurrer, image, psf, noise_sigma, strength)
+        self._work = (deblurrer, image, psf, noise_sigma, strength, gamma, clip_level)
         self._lock = lock or threading.Lock()
         self._thread = threading.Thread(
             target=self._run, name=f"pydeblur-ui-{self.id}", daemon=True
@@ -114,7 +116,7 @@ class DeblurJob:
         }
 
     def _run(self) -> None:
-        deblurrer, image, psf, noise_sigma, strength = self._work
+        deblurrer, image, psf, *settings = self._work
         start = time.perf_counter()
         network = _once_a_tile(deblurrer.model)
         handle = None
@@ -131,7 +133,7 @@ class DeblurJob:
 
                 handle = network.register_forward_hook(count_tile)
                 self.message = f"tile 0 of {total}"
-                self.result = deblurrer(image, psf, noise_sigma, strength)
+                self.result = deblurrer(image, psf, *settings)
             self.progress, self.state = 1.0, "done"
             self.message = f"done in {time.perf_counter() - start:.1f} s"
         except Exception as error:  # a failed job says why; the server goes on

@@ -109,12 +109,20 @@ def wiener_preview(
 
 
 def network_preview(
-    deblurrer, image: np.ndarray, psf: np.ndarray, window, noise_sigma, strength: float = 1.0
+    deblurrer,
+    image: np.ndarray,
+    psf: np.ndarray,
+    window,
+    noise_sigma,
+    strength: float = 1.0,
+    gamma: str = "linear",
+    clip_level: float | None = None,
 ) -> np.ndarray:
     """The crop `window` (X, Y, W, H) of `image` (HxWx3 float in [0, 1]) deblurred by a
     `pydeblur.restore.Deblurrer` (the kernel's larger side as context): HxWx3 float32.
 
-    noise_sigma: the photo's (None: estimated from the context region alone).
+    noise_sigma: the photo's (None: estimated from the context region alone); strength, gamma and
+    clip_level: as `Deblurrer.__call__`'s.
 
     >>> from pydeblur.kernels import motion
     >>> from pydeblur.restore import Deblurrer
@@ -124,7 +132,7 @@ def network_preview(
     """
     region = with_context(window, image.shape, max(psf.shape))
     part = np.ascontiguousarray(_cut(image, region), dtype=np.float32)
-    out = deblurrer(part, psf, noise_sigma, strength)
+    out = deblurrer(part, psf, noise_sigma, strength, gamma, clip_level)
     return np.ascontiguousarray(_inner(out, window, region))
 
 

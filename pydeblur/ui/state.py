@@ -65,7 +65,8 @@ class NoSuchJob(KeyError):
 @dataclass(frozen=True)
 class Photo:
     """An open photo: as read (`pydeblur.io.read_image`), as RGB, its file's sample type and name,
-    and its noise estimate (`pydeblur.restore.estimate_noise`).
+    and its noise estimate (`pydeblur.restore.estimate_noise`, in linear light for a file the model
+    decodes from sRGB: the command's `--gamma auto`, `pydeblur.cli.deblur_cmd.file_gamma`).
 
     >>> Photo(np.zeros((2, 3)), np.zeros((2, 3, 3)), np.dtype(np.uint8), "a.png", 0.0).shape
     (2, 3)
@@ -76,6 +77,19 @@ class Photo:
     sample_type: np.dtype
     name: str
     noise: float
+
+    @property
+    def processing(self) -> dict:
+        """What the model is told besides the noise and strength: the gamma and the clipped-highlight
+        level that `pydeblur deblur` uses for this file by default, so the page and the command it
+        shows give the same result.
+
+        >>> Photo(np.zeros((2, 3)), np.zeros((2, 3, 3)), np.dtype(np.uint8), "a.png", 0.0).processing
+        {'gamma': 'srgb', 'clip_level': 0.98}
+        """
+        from pydeblur.cli.deblur_cmd import CLIP_LEVEL, file_gamma
+
+        return {"gamma": file_gamma(self.sample_type), "clip_level": CLIP_LEVEL}
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -203,7 +217,12 @@ class UiState:
                 self.workspace.discard("photo")
         rgb = as_rgb(image)
         view, scale = view_of(image)
-        photo = Photo(image, rgb, np.dtype(sample_type), name, estimate_noise(rgb))
+        from pydeblur.cli.deblur_cmd import file_gamma
+        from pydeblur.colour import srgb_to_linear
+
+        decoded = file_gamma(sample_type) == "srgb"
+        data = srgb_to_linear(rgb).astype(np.float32) if decoded else rgb
+        photo = Photo(image, rgb, np.dtype(sample_type), name, estimate_noise(data))
         self.photo, self.view, self.point = photo, (png_bytes(view), scale), None
         self.job = None
         self._forget_results()
@@ -361,7 +380,13 @@ class UiState:
                 deblurrer = self.deblurrer()
                 start = time.perf_counter()
                 out = previews.network_preview(
-                    deblurrer, photo.rgb, kernel, window, sigma, settings.strength
+                    deblurrer,
+                    photo.rgb,
+                    kernel,
+                    window,
+                    sigma,
+                    settings.strength,
+                    **photo.processing,
                 )
             finally:
                 self.lock.release()
@@ -393,7 +418,13 @@ class UiState:
             raise Busy("the whole photo is already being deblurred")
         self._forget_results()
         job = DeblurJob(
-            self.deblurrer(), photo.image, kernel, settings.noise, settings.strength, self.lock
+            self.deblurrer(),
+            photo.image,
+            kernel,
+            settings.noise,
+            settings.strength,
+            self.lock,
+            **photo.processing,
         )
         self.job = job
         return job.start()
