@@ -159,3 +159,21 @@ def crop(canvas: torch.Tensor, padding: Padding) -> torch.Tensor:
             f"padding {tuple(padding)} is larger than the canvas {tuple(canvas.shape)}"
         )
     return canvas[..., padding.top : padding.top + height, padding.left : padding.left + width]
+
+
+def embed(
+    frame: torch.Tensor, padding: Padding, canvas_size: tuple[int, int], fill: float
+) -> torch.Tensor:
+    """A canvas [..., H', W'] of `fill` holding `frame` [..., H, W] where `pad_periodic` put the image
+    (the inverse of `crop` for masks: which canvas pixels hold data).
+
+    >>> embed(torch.ones(1, 1, 2, 2), Padding(1, 1, 1, 1), (4, 4), 0.0)[0, 0].int()
+    tensor([[0, 0, 0, 0],
+            [0, 1, 1, 0],
+            [0, 1, 1, 0],
+            [0, 0, 0, 0]], dtype=torch.int32)
+    """
+    height, width = frame.shape[-2:]
+    canvas = frame.new_full((*frame.shape[:-2], *canvas_size), fill)
+    canvas[..., padding.top : padding.top + height, padding.left : padding.left + width] = frame
+    return canvas

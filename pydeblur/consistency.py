@@ -14,7 +14,7 @@ image borders do not ring.
 
 import torch
 
-from pydeblur.boundary import crop, pad_periodic
+from pydeblur.boundary import crop, embed, pad_periodic
 from pydeblur.noise import MIN_SIGMA, estimate_noise_sigma
 from pydeblur.physics import circular_convolve, data_term_prox, psf2otf
 
@@ -63,14 +63,7 @@ def data_consistency(
     otf = psf2otf(psf.double(), canvas_y.shape[-2:], half_spectrum=True)
     lam = (strength * sigma.double() ** 2).reshape(-1, 1, 1, 1)
     canvas_x0 = pad_periodic(estimate.double(), (kh, kw))[0]
-    if trusted is not None:
-        mask = torch.ones_like(canvas_y[:, :1]).expand_as(canvas_y).clone()
-        height, width = blurred.shape[-2:]
-        region = (
-            ...,
-            slice(padding.top, padding.top + height),
-            slice(padding.left, padding.left + width),
-        )
-        mask[region] = trusted.to(mask.dtype).expand(blurred.shape)
+    if trusted is not None:  # outside the image the periodic extension of y stays
+        mask = embed(trusted.to(canvas_y.dtype), padding, canvas_y.shape[-2:], 1.0)
         canvas_y = torch.where(mask > 0, canvas_y, circular_convolve(canvas_x0, otf))
     return crop(data_term_prox(canvas_x0, canvas_y, otf, lam), padding).to(estimate.dtype)

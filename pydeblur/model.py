@@ -19,7 +19,7 @@ from pydeblur import ops
 from pydeblur.consistency import data_consistency
 from pydeblur.features import feature_channels, wiener_features
 from pydeblur.noise import PAPER_SNR_DB, estimate_noise_sigma, snr_to_nsr
-from pydeblur.unrolled import STAGE_INPUTS, Runner, UnrolledStages, at_once
+from pydeblur.unrolled import Runner, UnrolledStages, at_once
 
 HEADS = ("direct", "mix")
 MAX_STAGES = 10
@@ -338,30 +338,19 @@ class DeblurNet(nn.Module):
             estimate, blurred, psf, self.config.data_consistency / strength, sigma, trusted
         )
 
-    def stage_radius(self) -> int:
-        """Pixels on each side that influence one output of a stage's U-Net (0 without stages)."""
-        return self.stages.reach if self.stages is not None else 0
-
-    def stage_bytes_per_pixel(self) -> int:
-        """Estimated working memory of one stage's U-Net per canvas pixel (0 without stages)."""
-        if self.stages is None:
-            return 0
-        from pydeblur.tiling import LIVE_ACTIVATIONS
-
-        c = self.config.stage_channels
-        return 4 * (STAGE_INPUTS + LIVE_ACTIVATIONS * c + 2 * c)
-
     def receptive_radius(self) -> int:
-        """Pixels on each side that influence one output pixel of `network`: the full-resolution
-        convolutions' half-widths, the context branch's reach and the bilateral tail's half-width."""
+        """Pixels on each side that influence one output pixel of `network` (the full-resolution
+        convolutions' half-widths, the context branch's reach and the bilateral tail's half-width),
+        or of a stage's U-Net if that sees farther: inference tiles both with the same overlap."""
         tail = TAIL_KERNEL_SIZE // 2 if self.config.bilateral_tail else 0
         reach = self.context.reach if self.context is not None else 0
-        return tail + reach + conv_radius(self, skip=self.context)
+        network = tail + reach + conv_radius(self, skip=(self.context, self.stages))
+        return max(network, self.stages.reach if self.stages is not None else 0)
 
     def bytes_per_pixel(self) -> int:
         """Estimated working memory of `network` per pixel of a (padded) tile."""
         lower = self.context.activation_channels if self.context is not None else 0
-        return conv_bytes_per_pixel(self, skip=self.context) + int(4 * lower)
+        return conv_bytes_per_pixel(self, skip=(self.context, self.stages)) + int(4 * lower)
 
     def network(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
         """blurred [B, 3, H, W], psf [B, 1, kh, kw] -> [B, 3, H, W]: everything but `refine`."""
@@ -405,12 +394,16 @@ class DeblurNet(nn.Module):
         return out.to(blurred.dtype)
 
 
-def _full_resolution_convs(module: nn.Module, skip: nn.Module | None) -> list[nn.Conv2d]:
-    inside = {id(sub) for sub in skip.modules()} if skip is not None else set()
+Skipped = nn.Module | tuple[nn.Module | None, ...] | None
+
+
+def _full_resolution_convs(module: nn.Module, skip: Skipped) -> list[nn.Conv2d]:
+    parts = skip if isinstance(skip, tuple) else (skip,)
+    inside = {id(sub) for part in parts if part is not None for sub in part.modules()}
     return [m for m in module.modules() if isinstance(m, nn.Conv2d) and id(m) not in inside]
 
 
-def conv_radius(module: nn.Module, skip: nn.Module | None = None) -> int:
+def conv_radius(module: nn.Module, skip: Skipped = None) -> int:
     """The receptive radius of `module`'s convolutions (outside `skip`) as a chain: the sum of their
     half-widths times dilation. Exact for a chain with residual additions, which do not widen it.
 
@@ -421,7 +414,7 @@ def conv_radius(module: nn.Module, skip: nn.Module | None = None) -> int:
     return sum((conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for conv in convs)
 
 
-def conv_bytes_per_pixel(module: nn.Module, skip: nn.Module | None = None) -> int:
+def conv_bytes_per_pixel(module: nn.Module, skip: Skipped = None) -> int:
     """Working memory per pixel of a forward pass with the Wiener features and `LIVE_ACTIVATIONS`
     float32 maps of the widest full-resolution convolution (outside `skip`; 64 channels if none).
 

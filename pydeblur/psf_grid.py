@@ -334,14 +334,12 @@ def deblur_grid(
     >>> sharp.shape, sharp.dtype
     ((64, 96, 3), dtype('uint8'))
     """
-    from pydeblur.colour import check_gamma, srgb_to_linear
+    from pydeblur.colour import check_gamma
     from pydeblur.image_batch import from_batch, to_batch
-    from pydeblur.noise import estimate_noise_sigma
-    from pydeblur.restore import Deblurrer, _check_clip_level, _check_noise
+    from pydeblur.restore import Deblurrer, _check_settings, estimate_noise
 
-    _check_noise(noise_sigma, strength)
+    _check_settings(noise_sigma, strength, clip_level)
     check_gamma(gamma)
-    _check_clip_level(clip_level)
     grid = as_grid(grid)
     deblurrer = Deblurrer() if deblurrer is None else deblurrer
     if not isinstance(deblurrer, Deblurrer):
@@ -360,8 +358,7 @@ def deblur_grid(
         one = colour[index : index + 1]
         sigma = noise_sigma
         if sigma is None:  # once for the whole image, as `deblur` estimates it
-            rgb = one.expand(1, 3, height, width)
-            sigma = float(estimate_noise_sigma(srgb_to_linear(rgb) if gamma == "srgb" else rgb)[0])
+            sigma = estimate_noise(one, gamma)
         out = torch.zeros(one.shape)
         for r, (top, bottom, row_weight) in enumerate(rows):
             for c, (left, right, col_weight) in enumerate(cols):

@@ -108,30 +108,27 @@ def resolve_model(
         raise ValueError(f"{model}: not a pydeblur weights file ({error})") from error
 
 
-def _check_noise(noise_sigma, strength) -> None:
-    if noise_sigma is not None and not (
-        isinstance(noise_sigma, (int, float, np.floating))
-        and not isinstance(noise_sigma, bool)
-        and 0 <= noise_sigma <= 1
-    ):
-        raise ValueError(
-            f"noise_sigma must be None (estimate it) or a number in [0, 1], got {noise_sigma!r}"
-        )
+def _check_number(name: str, value, accept, meaning: str) -> None:
+    """A one-line ValueError unless `value` is a real number (not a bool) that `accept`s."""
     if not (
-        isinstance(strength, (int, float, np.floating))
-        and not isinstance(strength, bool)
-        and 0 < strength < float("inf")
+        isinstance(value, (int, float, np.floating))
+        and not isinstance(value, bool)
+        and accept(value)
     ):
-        raise ValueError(f"strength must be a positive number, got {strength!r}")
+        raise ValueError(f"{name} must be {meaning}, got {value!r}")
 
 
-def _check_clip_level(clip_level) -> None:
-    if clip_level is not None and not (
-        isinstance(clip_level, (int, float, np.floating))
-        and not isinstance(clip_level, bool)
-        and 0 < clip_level <= 1
-    ):
-        raise ValueError(f"clip_level must be None or a number in (0, 1], got {clip_level!r}")
+def _check_settings(noise_sigma, strength, clip_level) -> None:
+    if noise_sigma is not None:
+        _check_number(
+            "noise_sigma",
+            noise_sigma,
+            lambda v: 0 <= v <= 1,
+            "None (estimate it) or a number in [0, 1]",
+        )
+    _check_number("strength", strength, lambda v: 0 < v < float("inf"), "a positive number")
+    if clip_level is not None:
+        _check_number("clip_level", clip_level, lambda v: 0 < v <= 1, "None or a number in (0, 1]")
 
 
 def unclipped(rgb: torch.Tensor, clip_level: float) -> torch.Tensor:
@@ -286,9 +283,8 @@ class Deblurrer:
         from pydeblur import ops
         from pydeblur.colour import check_gamma, linear_to_srgb, srgb_to_linear
 
-        _check_noise(noise_sigma, strength)
+        _check_settings(noise_sigma, strength, clip_level)
         check_gamma(gamma)
-        _check_clip_level(clip_level)
         colour, alpha, form = to_batch(image)
         height, width = colour.shape[-2:]
         kernel = _as_psf(psf, (height, width))
@@ -304,6 +300,8 @@ class Deblurrer:
                 for index in range(colour.shape[0]):
                     rgb = colour[index : index + 1].expand(1, 3, height, width)
                     trusted = None if clip_level is None else unclipped(rgb, clip_level)
+                    if trusted is not None and bool(trusted.all()):
+                        trusted = None  # nothing clipped: no mask, no second pass
                     if gamma == "srgb":
                         rgb = srgb_to_linear(rgb)
                     out = self._restore(rgb, kernel, tile, overlap, noise_sigma, strength, trusted)
@@ -322,7 +320,8 @@ class Deblurrer:
         strength: float = 1.0,
         trusted: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """rgb [1, 3, H, W] (CPU) -> [1, 3, H, W] (CPU): the network tile by tile, then the model's
+        """rgb [1, 3, H, W] (CPU) -> [1, 3, H, W] (CPU), `trusted` the mask of clipped highlights
+        (None: none clipped): the network tile by tile, then the model's
         last steps on the whole image with the noise estimated once from all channels (unless
         given): the unrolled stages (their U-Nets tile by tile, the same tiles), or the data-consistency
         step one channel at a time (the float64 spectra of a 12-megapixel photo take about 1 GB per
@@ -330,7 +329,7 @@ class Deblurrer:
         net = self._net
         network = self.model if net is None else net.network
         out = tiling.run_tiled(lambda part: network(part.to(self.device), psf), rgb, tile, overlap)
-        if trusted is not None and not bool(trusted.all()):
+        if trusted is not None:
             # Clipped highlights: the network runs again on the data with them replaced by its first
             # estimate blurred (what the sensor would have recorded without clipping, as far as it
             # knows), so its Wiener features do not ring around them either.
@@ -399,17 +398,21 @@ def deblur(
     return deblurrer(image, psf, noise_sigma, strength, gamma, clip_level)
 
 
-def estimate_noise(image) -> float:
+def estimate_noise(image, gamma: str = "linear") -> float:
     """The noise standard deviation of `image` in [0, 1] units of its value range, estimated from the
     image itself (`pydeblur.noise.estimate_noise_sigma` over its colour channels): what `deblur` uses
-    when `noise_sigma` is None. Same image kinds as `deblur`; a batch gives its first image's.
+    when `noise_sigma` is None, of the data it deblurs (with gamma "srgb": the linear light). Same
+    image kinds as `deblur`; a batch gives its first image's.
 
     >>> import numpy as np
     >>> noisy = np.random.default_rng(0).normal(0.5, 0.02, (128, 128, 3))
     >>> round(estimate_noise(noisy.astype(np.float32)), 2)
     0.02
     """
+    from pydeblur.colour import check_gamma, srgb_to_linear
     from pydeblur.noise import estimate_noise_sigma
 
+    check_gamma(gamma)
     colour = to_batch(image)[0][:1]
-    return float(estimate_noise_sigma(colour.expand(1, 3, *colour.shape[-2:]))[0])
+    colour = colour.expand(1, 3, *colour.shape[-2:])
+    return float(estimate_noise_sigma(srgb_to_linear(colour) if gamma == "srgb" else colour)[0])

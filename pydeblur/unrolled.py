@@ -24,12 +24,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pydeblur.boundary import crop, pad_periodic
+from pydeblur.boundary import crop, embed, pad_periodic
 from pydeblur.noise import MIN_SIGMA
 from pydeblur.physics import circular_convolve, data_term_prox, psf2otf
 
 SIGMA_SCALE = 20.0  # the noise map the U-Nets see is sigma x this (the paper's 0.05 -> 1)
-STAGE_INPUTS = 7  # x_data (3), x (3), the noise map (1)
 
 # run(function, inputs [1, C, H, W]) -> function(inputs), possibly tile by tile (see `refine`)
 Runner = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor]
@@ -173,13 +172,8 @@ class UnrolledStages(nn.Module):
         kh, kw = psf.shape[-2:]
         canvas_y, padding = pad_periodic(blurred.float(), (kh, kw))
         x = pad_periodic(estimate.float(), (kh, kw))[0]
-        height, width = blurred.shape[-2:]
-        channels = 1 if trusted is None else trusted.shape[1]
-        inside = canvas_y.new_zeros(canvas_y.shape[0], channels, *canvas_y.shape[-2:])
-        region = inside[
-            ..., padding.top : padding.top + height, padding.left : padding.left + width
-        ]
-        region[...] = 1 if trusted is None else trusted.to(inside.dtype)
+        data = torch.ones_like(blurred[:, :1]) if trusted is None else trusted
+        inside = embed(data.to(canvas_y.dtype), padding, canvas_y.shape[-2:], 0.0)
         otf = psf2otf(psf.double(), canvas_y.shape[-2:], half_spectrum=True)
         sigma = sigma.to(canvas_y.device).float().clamp_min(MIN_SIGMA).reshape(-1, 1, 1, 1)
         noise_map = (sigma * SIGMA_SCALE).expand_as(inside[:, :1])

@@ -37,7 +37,11 @@ MAX_CONTEXT_LEVELS = 4  # ModelConfig's own limit
 MAX_CONFIG_CHARS = 1 << 16  # the header's JSON config (a real one: under 1 KiB)
 MAX_CARD_BYTES = 1 << 24  # the JSON model card (a real one: a few KiB)
 # Fields added to ModelConfig after weights were first shipped: a file without them has their defaults.
-LATER_FIELDS = {"stages": 0, "stage_channels": 16, "stage_levels": 2, "stage_strength": 20000.0}
+LATER_FIELDS = {
+    f.name: f.default
+    for f in dataclasses.fields(ModelConfig)
+    if f.name in ("stages", "stage_channels", "stage_levels", "stage_strength")
+}
 WEIGHTS_DTYPE = "F32"  # the safetensors dtype of every tensor `save_weights` writes
 
 

@@ -277,15 +277,13 @@ def describe(image, settings: dict) -> str:
     >>> describe(np.full((16, 16), 0.5, np.float32), {"noise_sigma": 0.01, "gamma": "linear"})
     'noise sigma 0.0100 (given, 2.55 of 255), gamma linear'
     """
-    from pydeblur.colour import srgb_to_linear
     from pydeblur.restore import estimate_noise
 
     gamma = settings.get("gamma", "linear")
     sigma = settings.get("noise_sigma")
     how = "given"
-    if sigma is None:  # the image as read: float in [0, 1]
-        data = srgb_to_linear(image).astype(np.float32) if gamma == "srgb" else image
-        how, sigma = "estimated", estimate_noise(data)
+    if sigma is None:
+        how, sigma = "estimated", estimate_noise(image, gamma)
     where = ", in linear light" if gamma == "srgb" else ""
     return f"noise sigma {sigma:.4f} ({how}{where}, {sigma * 255:.2f} of 255), gamma {gamma}"
 

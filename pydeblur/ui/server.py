@@ -123,6 +123,14 @@ async def _receive(request: Request, path, name: str, limit: int) -> None:
 
 
 def _routes(state: UiState, max_upload_bytes: int) -> list:
+    async def receive(request: Request, slot: str, path, name: str) -> None:
+        """`_receive` into the workspace's `slot`, which is emptied when the upload fails."""
+        try:
+            await _receive(request, path, name, max_upload_bytes)
+        except BaseException:
+            state.workspace.discard(slot)
+            raise
+
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=SECURITY_HEADERS)
 
@@ -134,11 +142,7 @@ def _routes(state: UiState, max_upload_bytes: int) -> list:
     async def photo(request: Request) -> Response:
         name = request.query_params.get("name", "photo")
         path = state.upload_path("photo", name, IMAGE_SUFFIXES)
-        try:
-            await _receive(request, path, name, max_upload_bytes)
-        except BaseException:
-            state.workspace.discard("photo")
-            raise
+        await receive(request, "photo", path, name)
         return _json(await run_in_threadpool(state.open_photo, path, name))
 
     @_answer
@@ -156,11 +160,7 @@ def _routes(state: UiState, max_upload_bytes: int) -> list:
             raise ValueError(
                 f"{name}: unknown kernel file type (expected one of {', '.join(KERNEL_SUFFIXES)})"
             )
-        try:
-            await _receive(request, path, name, max_upload_bytes)
-        except BaseException:
-            state.workspace.discard("kernel")
-            raise
+        await receive(request, "kernel", path, name)
         return _json(await run_in_threadpool(state.open_kernel_file, path, name))
 
     @_answer

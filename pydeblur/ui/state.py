@@ -218,11 +218,9 @@ class UiState:
         rgb = as_rgb(image)
         view, scale = view_of(image)
         from pydeblur.cli.deblur_cmd import file_gamma
-        from pydeblur.colour import srgb_to_linear
 
-        decoded = file_gamma(sample_type) == "srgb"
-        data = srgb_to_linear(rgb).astype(np.float32) if decoded else rgb
-        photo = Photo(image, rgb, np.dtype(sample_type), name, estimate_noise(data))
+        noise = estimate_noise(rgb, file_gamma(sample_type))
+        photo = Photo(image, rgb, np.dtype(sample_type), name, noise)
         self.photo, self.view, self.point = photo, (png_bytes(view), scale), None
         self.job = None
         self._forget_results()
