@@ -3,8 +3,10 @@
     pytest benchmarks/test_bench_ui.py --benchmark-only --benchmark-group-by=group
 
 - "network": `pydeblur.ui.preview.network_preview` with the shipped default model (the crop with the
-  kernel's larger side as context: 512 + 2 x 15 pixels a side here), what the page shows after the
-  Wiener preview (goal: <= 1 s on two CPU cores);
+  kernel's larger side as context: 512 + 2 x 15 pixels a side here) at the page's precision (bfloat16
+  convolutions where the CPU has them natively, `UiState.preview_precision`), what the page shows
+  after the Wiener preview (goal: <= 1 s on two CPU cores);
+- "network_float32": the same in float32 throughout (what the whole-photo job computes);
 - "wiener": `pydeblur.ui.preview.wiener_preview`, the plain Wiener preview the page shows at once (the
   peer: the cheapest deblurring of the same crop with the same boundary handling);
 - "network_bare_crop": the same `Deblurrer` on the bare 512x512 crop, no context: what the context
@@ -29,13 +31,23 @@ import torch
 import pydeblur
 from pydeblur.io import read_image
 from pydeblur.kernels import motion
+from pydeblur.metrics import psnr
 from pydeblur.restore import Deblurrer
 from pydeblur.ui.preview import network_preview, wiener_preview, window_around, with_context
+from pydeblur.ui.state import preview_precision
 from pydeblur.weights_io import WEIGHTS_DIR
 
 SIZE = 512
 ROUNDS = 3
 GOAL_SECONDS = 1.0
+
+
+def crop_psnr(result: np.ndarray, truth: np.ndarray) -> float:
+    """PSNR in dB of an HxWx3 result against the sharp HxWx3 crop."""
+    as_batch = [
+        torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None] for a in (result, truth)
+    ]
+    return round(float(psnr(*as_batch)[0]), 3)
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +59,19 @@ def photo():
     big = np.pad(image, ((0, 1024 - height), (0, 1024 - width), (0, 0)), mode="symmetric")
     psf = motion(15, 30)
     blurred = np.stack([convolve(big[..., c], psf, mode="mirror") for c in range(3)], axis=2)
-    return np.ascontiguousarray(blurred, dtype=np.float32), psf
+    return np.ascontiguousarray(blurred, dtype=np.float32), psf, big
 
 
 @pytest.mark.parametrize(
-    "engine", ["network", "wiener", "network_bare_crop", "network_overlap_context"]
+    "engine",
+    ["network", "network_float32", "wiener", "network_bare_crop", "network_overlap_context"],
 )
 def test_preview_512(benchmark, photo, engine):
-    image, psf = photo
+    image, psf, sharp = photo
     if not (WEIGHTS_DIR / "default.safetensors").exists():
         pytest.skip("the shipped default weights are missing")
-    deblurrer = Deblurrer("default", "cpu")
+    precision = preview_precision(torch.device("cpu")) if engine == "network" else "float32"
+    deblurrer = Deblurrer("default", "cpu", precision=precision)
     window = window_around(image.shape, (512, 512), SIZE)
     x, y, w, h = window
     crop = np.ascontiguousarray(image[y : y + h, x : x + w])
@@ -77,7 +91,7 @@ def test_preview_512(benchmark, photo, engine):
             cpu_seconds.append(time.process_time() - start)
 
     def compute():
-        if engine == "network":
+        if engine in ("network", "network_float32"):
             return network_preview(deblurrer, image, psf, window, 0.01)
         if engine == "wiener":
             return wiener_preview(image, psf, window, 0.01)
@@ -88,6 +102,7 @@ def test_preview_512(benchmark, photo, engine):
 
     benchmark.group = f"ui preview {SIZE}x{SIZE} cpu (goal: network <= {GOAL_SECONDS} s)"
     benchmark.extra_info.update(
+        precision=precision,
         threads=torch.get_num_threads(),
         cpus=os.cpu_count(),
         load_average_before=[round(v, 2) for v in os.getloadavg()],
@@ -96,6 +111,15 @@ def test_preview_512(benchmark, photo, engine):
     out = benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=1)
     benchmark.extra_info["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     benchmark.extra_info["cpu_seconds_mean"] = round(float(np.mean(cpu_seconds[1:])), 3)
+    if engine == "network" and precision != "float32":
+        # what the page's precision costs in quality: against float32, and both against the sharp crop
+        exact = network_preview(Deblurrer("default", "cpu"), image, psf, window, 0.01)
+        truth = sharp[y : y + h, x : x + w]
+        benchmark.extra_info.update(
+            max_difference_from_float32=round(float(np.abs(out - exact).max()), 5),
+            psnr_db=crop_psnr(out, truth),
+            psnr_float32_db=crop_psnr(exact, truth),
+        )
     print(f"\n{engine}: {benchmark.extra_info}")
     assert out.shape == (SIZE, SIZE, 3)
 
@@ -103,10 +127,10 @@ def test_preview_512(benchmark, photo, engine):
 @pytest.mark.parametrize("engine", ["network", "wiener"])
 def test_preview_256(benchmark, photo, engine):
     """The page's default crop on the CPU (256 x 256), for comparison."""
-    image, psf = photo
+    image, psf, _ = photo
     if not (WEIGHTS_DIR / "default.safetensors").exists():
         pytest.skip("the shipped default weights are missing")
-    deblurrer = Deblurrer("default", "cpu")
+    deblurrer = Deblurrer("default", "cpu", precision=preview_precision(torch.device("cpu")))
     window = window_around(image.shape, (512, 512), 256)
 
     def run():

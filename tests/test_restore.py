@@ -11,7 +11,7 @@ import torch
 from pydeblur.cli.demo_cmd import make_example
 from pydeblur.metrics import psnr
 from pydeblur.model import CONFIGS, DeblurNet
-from pydeblur.restore import deblur
+from pydeblur.restore import bfloat16_supported, deblur
 from pydeblur.weights_io import WEIGHTS_DIR, save_weights
 from tests.helpers import REPO
 
@@ -320,3 +320,52 @@ def test_one_kernel_validation_and_one_device_and_model_resolution_per_call(monk
     image = blurred[0].permute(1, 2, 0).clamp(0, 1).numpy()
     deblur(image, psf.numpy(), model=DeblurNet(CONFIGS["tiny"]), device="cpu", tile=160, overlap=64)
     assert calls == {"check_psf": 1, "resolve_device": 1, "resolve_model": 1, "value_checks": 0}
+
+
+# ------------------------------------------------------------------------------------------------------
+# Precision: the network's convolutions in bfloat16 where the device has it
+
+needs_bfloat16 = pytest.mark.skipif(
+    not bfloat16_supported(torch.device("cpu")),
+    reason="this CPU has no native bfloat16 convolutions (AVX512-BF16 or AMX)",
+)
+
+
+@pytest.mark.parametrize("precision", ["float16", "bf16", None])
+def test_an_unknown_precision_is_refused(precision, net):
+    from pydeblur.restore import Deblurrer
+
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
+        Deblurrer(net, "cpu", precision=precision)
+
+
+def test_bfloat16_without_native_support_is_refused(monkeypatch, net):
+    import pydeblur.restore
+
+    monkeypatch.setattr(pydeblur.restore, "bfloat16_supported", lambda device: False)
+    with pytest.raises(ValueError, match="needs native bfloat16 convolutions"):
+        pydeblur.restore.Deblurrer(net, "cpu", precision="bfloat16")
+
+
+@needs_bfloat16
+@needs_default
+@pytest.mark.parametrize("tile", [None, 128])
+def test_bfloat16_runs_the_convolutions_in_bfloat16_and_stays_near_float32(tile, example):
+    from pydeblur.restore import Deblurrer
+
+    sharp, blurred, psf = example
+    image = blurred[0].clamp(0, 1)
+    overlap = None if tile is None else 48  # the same tiles for both: only the precision differs
+    full = Deblurrer("default", "cpu", tile=tile, overlap=overlap)
+    fast = Deblurrer("default", "cpu", tile=tile, overlap=overlap, precision="bfloat16")
+    dtypes = set()
+    hook = fast.model.conv_in.register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
+    try:
+        low = fast(image, psf, 0.01)
+    finally:
+        hook.remove()
+    high = full(image, psf, 0.01)
+    assert dtypes == {torch.bfloat16}
+    assert low.dtype == high.dtype == torch.float32
+    assert float((low - high).abs().max()) < 0.02
+    assert abs(float(psnr(low[None], sharp)) - float(psnr(high[None], sharp))) < 0.05

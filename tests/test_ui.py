@@ -408,6 +408,8 @@ def test_the_command_line_shown_deblurs_as_the_page_does(client, photo, tmp_path
 def test_previews_wiener_then_network_follow_the_kernel(client, photo):
     path, sharp = photo
     upload(client, path)
+    precision = client.get("/api/status").json()["preview_precision"]
+    assert precision in ("float32", "bfloat16")
     results = {}
     for length in (9, 21):
         settings = {**SETTINGS, "kernel": {**MOTION, "length": length}}
@@ -418,6 +420,7 @@ def test_previews_wiener_then_network_follow_the_kernel(client, photo):
             preview = answer.json()
             assert preview["engine"] == engine and preview["window"] == [48, 28, 64, 64]
             assert preview["seconds"] >= 0 and preview["noise_sigma"] > 0
+            assert preview["precision"] == ("float32" if engine == "wiener" else precision)
             results[length, engine] = decode(preview["image"]).astype(np.float64)
             assert results[length, engine].shape == (64, 64, 3)
             assert decode(preview["blurred"]).shape == (64, 64, 3)

@@ -108,12 +108,27 @@ def _renamed(error: Exception, path: Path, name: str) -> ValueError:
     return ValueError(message if name in message else f"{name}: {message}")
 
 
+def preview_precision(device) -> str:
+    """The network preview's precision on `device` (a torch.device): "bfloat16" where its
+    convolutions run natively (`pydeblur.restore.bfloat16_supported`: ~1.6x faster on a CPU with
+    AMX, docs/ui.md), else "float32". The whole-photo job is float32, as the command is.
+
+    >>> import torch
+    >>> preview_precision(torch.device("cpu")) in ("bfloat16", "float32")
+    True
+    """
+    from pydeblur.restore import bfloat16_supported
+
+    return "bfloat16" if bfloat16_supported(device) else "float32"
+
+
 class UiState:
     """The server's state and its operations (see the module's docstring).
 
     model, device: as `pydeblur.restore.Deblurrer`'s (the model is loaded on first use);
     max_pixels: photos of more pixels are refused (None: no limit); preview_size: the default crop
-    side (256 on the CPU, 512 on a GPU when None); temp_parent: where the private folder is made.
+    side (None: 512 on a GPU or on a CPU with native bfloat16, which the network preview then runs
+    in, `preview_precision`; else 256); temp_parent: where the private folder is made.
 
     >>> state = UiState(device="cpu")
     >>> state.status()["photo"] is None
@@ -134,8 +149,10 @@ class UiState:
         self.model_name = str(model)
         self.device = resolve_device(device)
         self.max_pixels = max_pixels
+        self.preview_precision = preview_precision(self.device)
         if preview_size is None:
-            preview_size = 512 if self.device.type == "cuda" else 256
+            fast = self.device.type == "cuda" or self.preview_precision == "bfloat16"
+            preview_size = 512 if fast else 256
         self.preview_size = preview_size
         self.workspace = Workspace(temp_parent)
         self.photo: Photo | None = None
@@ -145,15 +162,16 @@ class UiState:
         self.job: DeblurJob | None = None
         self.lock = threading.Lock()  # the model: one network run at a time
         self._loading = threading.Lock()
-        self._deblurrer = None
+        self._deblurrers: dict[str, object] = {}
         self._ticket = 0
         self._tickets = threading.Lock()
         self._written: dict[str, tuple[Path, str]] = {}
 
     # -- the model ----------------------------------------------------------------------------------
 
-    def deblurrer(self):
-        """The `pydeblur.restore.Deblurrer`, made on first use.
+    def deblurrer(self, precision: str = "float32"):
+        """The `pydeblur.restore.Deblurrer` at `precision` (the whole photo: float32, as the command;
+        the network preview: `preview_precision`), made on first use; both share the loaded model.
 
         >>> state = UiState(device="cpu")
         >>> type(state.deblurrer()).__name__
@@ -161,11 +179,13 @@ class UiState:
         >>> state.close()
         """
         with self._loading:
-            if self._deblurrer is None:
+            if precision not in self._deblurrers:
                 from pydeblur.restore import Deblurrer
 
-                self._deblurrer = Deblurrer(self.model_name, self.device)
-            return self._deblurrer
+                self._deblurrers[precision] = Deblurrer(
+                    self.model_name, self.device, precision=precision
+                )
+            return self._deblurrers[precision]
 
     def _busy(self) -> bool:
         return self.job is not None and self.job.state in ("queued", "running")
@@ -375,7 +395,7 @@ class UiState:
             try:
                 if ticket != self._ticket:
                     raise Superseded()
-                deblurrer = self.deblurrer()
+                deblurrer = self.deblurrer(self.preview_precision)
                 start = time.perf_counter()
                 out = previews.network_preview(
                     deblurrer,
@@ -392,6 +412,7 @@ class UiState:
         x, y, w, h = window
         return {
             "engine": engine,
+            "precision": "float32" if engine == "wiener" else self.preview_precision,
             "window": list(window),
             "image": previews.png_data_url(out),
             "blurred": previews.png_data_url(photo.rgb[y : y + h, x : x + w]),
@@ -499,8 +520,8 @@ class UiState:
 
         >>> state = UiState(device="cpu")
         >>> status = state.status()
-        >>> status["preview_size"], status["preview_sizes"], status["device"]
-        (256, [256, 384, 512], 'cpu')
+        >>> status["preview_sizes"], status["device"]
+        ([256, 384, 512], 'cpu')
         >>> state.close()
         """
         kernel_file = self.kernel_file
@@ -517,6 +538,7 @@ class UiState:
             "model": self.model_name,
             "device": str(self.device),
             "preview_size": self.preview_size,
+            "preview_precision": self.preview_precision,
             "preview_sizes": sorted({*PREVIEW_SIZES, self.preview_size}),
             "max_pixels": self.max_pixels,
             "image_suffixes": list(IMAGE_SUFFIXES),

@@ -304,7 +304,7 @@ async function refresh(generation) {
     $("restored-caption").textContent = "pydeblur network";
     $("preview-info").textContent =
       `Crop ${network.window.join(",")} (x, y, w, h), noise sigma ${network.noise_sigma}: Wiener in ` +
-      `${wiener.seconds} s, the network in ${network.seconds} s.`;
+      `${wiener.seconds} s, the network (${network.precision}) in ${network.seconds} s.`;
   } catch (error) {
     if (error.name === "AbortError" || !current()) return;
     if (error.body && error.body.superseded) return;
