@@ -78,10 +78,20 @@ def test_clip_level_masks_only_clipped_photos(files, refining, tmp_path):
     assert not np.array_equal(masked, unmasked)
 
 
-def test_verbose_prints_the_noise_level(files, refining, tmp_path, capsys):
+def test_verbose_prints_the_noise_level_it_uses(files, refining, tmp_path, capsys, monkeypatch):
+    import pydeblur.noise
+
     _, photos, psf, _ = files
-    deblurred(photos / "a.png", psf, refining, tmp_path / "v.png", "--verbose")
+    quiet = deblurred(photos / "a.png", psf, refining, tmp_path / "q.png")
+    capsys.readouterr()
+    calls, original = [], pydeblur.noise.estimate_noise_sigma
+    monkeypatch.setattr(
+        pydeblur.noise, "estimate_noise_sigma", lambda *a: calls.append(1) or original(*a)
+    )
+    loud = deblurred(photos / "a.png", psf, refining, tmp_path / "v.png", "--verbose")
     assert "noise sigma" in capsys.readouterr().err
+    assert len(calls) == 1  # estimated once, for the message and the deblurring
+    assert np.array_equal(loud, quiet)  # the sigma said is the one the deblurrer estimates itself
     deblurred(photos / "a.png", psf, refining, tmp_path / "w.png", "--verbose", "--noise", "0.01")
     assert "noise sigma 0.0100 (given" in capsys.readouterr().err
 

@@ -271,11 +271,12 @@ def parse_strength(text: str) -> float:
     return _number(text, None, lambda v: 0 < v < float("inf"), "a positive number")
 
 
-def describe(image, settings: dict) -> str:
-    """The noise level and gamma one photo is deblurred with, for --verbose.
+def describe(image, settings: dict) -> tuple[str, float]:
+    """The noise level and gamma one photo is deblurred with, for --verbose: (the message, the noise
+    sigma), so that an estimated sigma is handed to the deblurrer rather than estimated twice.
 
     >>> describe(np.full((16, 16), 0.5, np.float32), {"noise_sigma": 0.01, "gamma": "linear"})
-    'noise sigma 0.0100 (given, 2.55 of 255), gamma linear'
+    ('noise sigma 0.0100 (given, 2.55 of 255), gamma linear', 0.01)
     """
     from pydeblur.restore import estimate_noise
 
@@ -285,7 +286,7 @@ def describe(image, settings: dict) -> str:
     if sigma is None:
         how, sigma = "estimated", estimate_noise(image, gamma)
     where = ", in linear light" if gamma == "srgb" else ""
-    return f"noise sigma {sigma:.4f} ({how}{where}, {sigma * 255:.2f} of 255), gamma {gamma}"
+    return f"noise sigma {sigma:.4f} ({how}{where}, {sigma * 255:.2f} of 255), gamma {gamma}", sigma
 
 
 def _naming(source: Path, error: BaseException) -> str:
@@ -332,8 +333,9 @@ def deblur_file(
         settings = dict(settings or {})
         if settings.get("gamma") == "auto":
             settings["gamma"] = file_gamma(source_type)
-        if verbose:
-            print(f"{source}: {describe(image, settings)}", file=sys.stderr)
+        if verbose:  # the sigma said is the sigma used (estimate_noise, as the deblurrer's own)
+            message, settings["noise_sigma"] = describe(image, settings)
+            print(f"{source}: {message}", file=sys.stderr)
         write_image(target, deblurrer(image, psf, **settings), sample_type)
     except ValueError as error:
         raise ValueError(_naming(source, error)) from error
