@@ -31,6 +31,11 @@ section "environment"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 nvcc --version | tail -n 2
+# what could explain the C++-error crash of 2026-11-26, which torch 2.11.0 + Python 3.12 did not
+# reproduce on a CPU machine (benchmarks/results/2026-12-02-cpu-torch-2.11.md)
+echo "CXX=${CXX:-unset}: $(${CXX:-c++} --version | head -n 1)"
+$PY -c 'import sys, sysconfig; print("python", sys.version.split()[0], sysconfig.get_config_var("LDSHARED"))'
+uname -rv
 
 if [ -d .gpu_wheels ]; then
   section "peers from carried wheels"
@@ -48,6 +53,7 @@ workers=$($PY -c 'import xdist' 2>/dev/null && echo "-n 4")
 timeout "$(limit 90)" $PY -m pytest -q -m cuda -p no:cacheprovider -rf $workers tests/ ; tests_status=$?
 
 section "C++ errors reach Python (benchmarks/gpu_error_probe.py)"
+ldd pydeblur/_C*.so | grep -E "libstdc|libgcc_s|libc\.so|libtorch_python" || true
 echo "| case | outcome |"; echo "|---|---|"
 timeout "$(limit 60)" $PY benchmarks/gpu_error_probe.py
 
