@@ -26,6 +26,7 @@ def data_consistency(
     strength: float,
     sigma: torch.Tensor | None = None,
     trusted: torch.Tensor | None = None,
+    adjust_boundary: bool = False,
 ) -> torch.Tensor:
     """The estimate [B, C, H, W] corrected toward the blurred images [B, C, H, W] for psf [B, 1, kh, kw].
 
@@ -34,6 +35,8 @@ def data_consistency(
         values under MIN_SIGMA are raised to it.
     trusted: where the data hold [B, C or 1, H, W] (1) and where not (0: clipped highlights, see
         `pydeblur.restore`); there the blurred estimate replaces the data, so they pull nowhere.
+    adjust_boundary: outside the image (the canvas's padding) too, the blurred estimate replaces
+        the data (FDN's boundary adjustment); False: the smooth extension of the data stays there.
     Returns [B, C, H, W] in estimate's dtype; computed in float64 (the division by |K|^2 + lam
     reaches ~1e-6 at low noise); differentiable.
 
@@ -63,7 +66,9 @@ def data_consistency(
     otf = psf2otf(psf.double(), canvas_y.shape[-2:], half_spectrum=True)
     lam = (strength * sigma.double() ** 2).reshape(-1, 1, 1, 1)
     canvas_x0 = pad_periodic(estimate.double(), (kh, kw))[0]
-    if trusted is not None:  # outside the image the periodic extension of y stays
-        mask = embed(trusted.to(canvas_y.dtype), padding, canvas_y.shape[-2:], 1.0)
+    if trusted is not None or adjust_boundary:
+        data = torch.ones_like(blurred[:, :1]) if trusted is None else trusted
+        outside = 0.0 if adjust_boundary else 1.0  # else the periodic extension of y stays there
+        mask = embed(data.to(canvas_y.dtype), padding, canvas_y.shape[-2:], outside)
         canvas_y = torch.where(mask > 0, canvas_y, circular_convolve(canvas_x0, otf))
     return crop(data_term_prox(canvas_x0, canvas_y, otf, lam), padding).to(estimate.dtype)

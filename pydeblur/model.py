@@ -57,6 +57,10 @@ class ModelConfig:
       with this strength (1 / the variance of the network's error) as a last, parameter-free step:
       frequencies the blur keeps above the estimated noise are taken back from the data. 0: off.
       Chosen after training, on the validation split (docs/model.md).
+    boundary_adjustment: the data-consistency step's data outside the image (on the padded canvas)
+      are the estimate blurred, so the step is exact inside the image and neutral outside (FDN's
+      boundary adjustment, as the unrolled stages do); False: the smooth periodic extension of the
+      blurred image, as weights made before it had.
     stages, stage_channels, stage_levels, stage_strength: `stages` unrolled half-quadratic-splitting
       stages after the network (`pydeblur.unrolled`): each a closed-form data step at the noise level
       and a U-Net of `stage_channels` at full resolution and `stage_levels` downsamplings; their data
@@ -81,6 +85,7 @@ class ModelConfig:
     margin: int | None = None
     context_levels: int = 0
     data_consistency: float = 0.0
+    boundary_adjustment: bool = False
     stages: int = 0
     stage_channels: int = 16
     stage_levels: int = 2
@@ -335,7 +340,13 @@ class DeblurNet(nn.Module):
         if self.stages is not None:
             return self.stages(estimate, blurred, psf, sigma, strength, run or at_once, trusted)
         return data_consistency(
-            estimate, blurred, psf, self.config.data_consistency / strength, sigma, trusted
+            estimate,
+            blurred,
+            psf,
+            self.config.data_consistency / strength,
+            sigma,
+            trusted,
+            self.config.boundary_adjustment,
         )
 
     def receptive_radius(self) -> int:

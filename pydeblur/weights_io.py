@@ -40,7 +40,8 @@ MAX_CARD_BYTES = 1 << 24  # the JSON model card (a real one: a few KiB)
 LATER_FIELDS = {
     f.name: f.default
     for f in dataclasses.fields(ModelConfig)
-    if f.name in ("stages", "stage_channels", "stage_levels", "stage_strength")
+    if f.name
+    in ("stages", "stage_channels", "stage_levels", "stage_strength", "boundary_adjustment")
 }
 WEIGHTS_DTYPE = "F32"  # the safetensors dtype of every tensor `save_weights` writes
 
@@ -105,6 +106,7 @@ _FIELD_CHECKS = {
     "normalize_input": _check_type(bool),
     "learn_nsr": _check_type(bool),
     "clamp_features": _check_type(bool),
+    "boundary_adjustment": _check_type(bool),
     "margin": lambda v: None if v is None else _check_int(v, 1, MAX_MARGIN),
     "context_levels": lambda v: _check_int(v, 0, MAX_CONTEXT_LEVELS),
     "data_consistency": _check_number,

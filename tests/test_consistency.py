@@ -132,3 +132,51 @@ def test_deblur_applies_it_once_on_the_whole_image():
         once = data_consistency(tiles, image, psf, 2e4).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     tiled = deblur(image[0].permute(1, 2, 0).numpy(), psf[0, 0], model=net, tile=48, overlap=16)
     np.testing.assert_allclose(tiled, once, atol=1e-5, rtol=0)
+
+
+def border_and_inner_error(image, sharp, band=8):
+    """Mean squared error in the `band`-pixel frame and inside it."""
+    error = (image - sharp).pow(2).mean(dim=(0, 1))
+    inner = error[band:-band, band:-band]
+    return float((error.sum() - inner.sum()) / (error.numel() - inner.numel())), float(inner.mean())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_boundary_adjustment_keeps_a_right_estimate_right_at_the_borders(seed):
+    """The blurred image holds light from outside the frame (a valid blur), which the smooth fill of
+    y on the canvas does not explain, so without the adjustment the step pulls even a right estimate
+    off at the borders; with it the canvas outside is the estimate blurred (neutral there)."""
+    sharp, blurred, psf = blurred_example(sigma=0.002, seed=seed)
+    sigma = torch.tensor([0.002])
+    smooth = data_consistency(sharp, blurred, psf, 2e4, sigma)
+    adjusted = data_consistency(sharp, blurred, psf, 2e4, sigma, adjust_boundary=True)
+    smooth_border, _ = border_and_inner_error(smooth, sharp)
+    adjusted_border, _ = border_and_inner_error(adjusted, sharp)
+    assert adjusted_border < 0.8 * smooth_border, (adjusted_border, smooth_border)
+    assert psnr(adjusted, sharp) > psnr(smooth, sharp) + 1.0
+
+
+def test_the_network_passes_its_boundary_adjustment_and_old_weights_load_without_it(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from pydeblur.weights_io import load_model, save_weights
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(CONFIGS["tiny"], data_consistency=2e4, boundary_adjustment=True)
+    net = DeblurNet(config).eval()
+    sharp, blurred, psf = blurred_example()
+    with torch.no_grad():
+        expected = data_consistency(net.network(blurred, psf), blurred, psf, 2e4, None, None, True)
+        torch.testing.assert_close(net(blurred, psf), expected)
+
+    path = save_weights(net, tmp_path / "adjusted.safetensors", {"note": "tests"})
+    assert load_model(path).config.boundary_adjustment is True
+    with safe_open(str(path), "pt") as handle:  # a file written before the field existed
+        metadata, tensors = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}
+    old = json.loads(metadata["config"])
+    del old["boundary_adjustment"]
+    save_file(tensors, str(tmp_path / "old.safetensors"), {**metadata, "config": json.dumps(old)})
+    assert load_model(tmp_path / "old.safetensors").config.boundary_adjustment is False

@@ -14,6 +14,7 @@ See docs/evaluation.md for every definition.
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -228,6 +229,28 @@ def load_items(name: str, args: argparse.Namespace) -> list[dict]:
     )
 
 
+def distinct_rows(methods: list, cards: list[dict]) -> list:
+    """The models' rows, those that share a label (two weights files whose cards give one name)
+    told apart by their files' folder/stem, so that no row replaces another in the tables.
+
+    >>> from training.eval_methods import Method
+    >>> rows = [Method("Model: default", None), Method("Model: default", None)]
+    >>> cards = [{"path": "pydeblur/weights/default.safetensors"}, {"path": "/runs/ba/tuned.safetensors"}]
+    >>> [row.name for row in distinct_rows(rows, cards)]
+    ['Model: default (weights/default)', 'Model: default (ba/tuned)']
+    """
+    names = [method.name for method in methods]
+    rows = []
+    for method, card in zip(methods, cards, strict=True):
+        if names.count(method.name) > 1:
+            path = Path(card["path"])
+            method = dataclasses.replace(
+                method, name=f"{method.name} ({path.parent.name}/{path.stem})"
+            )
+        rows.append(method)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -236,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         method, card = model_method(name, device, args.model_batch)
         models.append(method)
         cards.append(card)
+    models = distinct_rows(models, cards)
     if not (args.models_only or args.no_peers):
         models += peer_methods(args.peers)
     results = {

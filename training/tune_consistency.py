@@ -31,9 +31,16 @@ NOISE_LEVELS = {
 
 
 def validation_psnr(
-    model: DeblurNet, photos: list[str], crops: int, grid: list[float], noise: dict, batch: int = 4
+    model: DeblurNet,
+    photos: list[str],
+    crops: int,
+    grid: list[float],
+    noise: dict,
+    batch: int = 4,
+    adjust_boundary: bool = False,
 ) -> torch.Tensor:
-    """Mean PSNR [1 + len(grid)] of the clipped output: without the step, then at each strength."""
+    """Mean PSNR [1 + len(grid)] of the clipped output: without the step, then at each strength
+    (with FDN's boundary adjustment when `adjust_boundary`)."""
     data = datasets.BlurredCrops(photos, crops, crop_size=256, seed=1, **noise)
     sums = torch.zeros(1 + len(grid), dtype=torch.float64)
     for start in tqdm(range(0, len(data), batch), desc="  batches", leave=False):
@@ -43,7 +50,10 @@ def validation_psnr(
         )
         with torch.no_grad():
             estimate = model.network(blurred, psf)  # the network alone, whatever its strength
-            outputs = [estimate] + [data_consistency(estimate, blurred, psf, c) for c in grid]
+            outputs = [estimate] + [
+                data_consistency(estimate, blurred, psf, c, adjust_boundary=adjust_boundary)
+                for c in grid
+            ]
         for i, out in enumerate(outputs):
             sums[i] += psnr(out.clamp(0, 1), sharp).sum()
     return sums / len(data)
@@ -61,19 +71,31 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--crops", type=int, default=8, help="crops per val photo (x 4 exposures)")
     parser.add_argument("--grid", default=",".join(f"{c:g}" for c in DEFAULT_GRID))
     parser.add_argument("--write", type=Path, help="save the weights with the chosen strength here")
+    parser.add_argument(
+        "--adjust-boundary",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the step with FDN's boundary adjustment (ModelConfig.boundary_adjustment; default: "
+        "the model's own), searched and written so",
+    )
     args = parser.parse_args(argv)
     grid = [float(v) for v in args.grid.split(",")]
     if not grid or any(not c > 0 for c in grid):
         parser.error(f"--grid must list positive strengths, got {args.grid}")
     torch.manual_seed(0)
     model = load_model(args.model).eval()
+    adjust = (
+        model.config.boundary_adjustment if args.adjust_boundary is None else args.adjust_boundary
+    )
     photos = datasets.split_photos(args.data, seed=args.split_seed)["val"]
     scores = {}
     for label, noise in NOISE_LEVELS.items():
         print(
             f"{label}: {len(photos)} val photos x {args.crops} crops x 4 exposures", file=sys.stderr
         )
-        scores[label] = validation_psnr(model, photos, args.crops, grid, noise)
+        scores[label] = validation_psnr(
+            model, photos, args.crops, grid, noise, adjust_boundary=adjust
+        )
     mean = torch.stack(list(scores.values())).mean(0)
     print("| strength | " + " | ".join(scores) + " | mean |")
     print("|---|" + "---|" * (len(scores) + 1))
@@ -86,12 +108,16 @@ def main(argv: list[str] | None = None) -> float:
         card = {k: v for k, v in read_card(args.model).items() if k not in ("format", "config")}
         card["data_consistency"] = {
             "chosen_on": f"the val split of split_photos(seed={args.split_seed}), both noise levels",
+            "boundary_adjustment": adjust,
             "command": "python -m training.tune_consistency " + " ".join(argv or sys.argv[1:]),
             "mean_psnr_db": {
                 f"{c:g}": round(float(m), 3) for c, m in zip([0.0, *grid], mean, strict=True)
             },
         }
-        tuned = DeblurNet(dataclasses.replace(model.config, data_consistency=chosen))
+        config = dataclasses.replace(
+            model.config, data_consistency=chosen, boundary_adjustment=adjust
+        )
+        tuned = DeblurNet(config)
         tuned.load_state_dict(model.state_dict())
         save_weights(tuned, args.write, card)
         print(f"wrote {args.write}")
