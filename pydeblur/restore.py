@@ -226,8 +226,9 @@ class Deblurrer:
         max_memory: bytes of working memory to size tiles by (with tile=None).
         precision: "float32", or "bfloat16" (the network's convolutions in bfloat16 by autocast, on
             devices where `bfloat16_supported`; the Wiener features, the mixing of the network's
-            head and the data steps stay float32/float64): about 1.6x faster on a CPU with AMX, the
-            result within 0.003 of float32's (`pydeblur ui`'s preview uses it; docs/ui.md).
+            head and the data steps stay float32/float64); measured on one 542x542 crop with AMX:
+            0.6-0.7 of float32's time, within 0.003 of its result (docs/deblur.md; `pydeblur ui`'s
+            preview uses it).
 
     >>> import numpy as np
     >>> deblurrer = Deblurrer(device="cpu")

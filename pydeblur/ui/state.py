@@ -110,8 +110,8 @@ def _renamed(error: Exception, path: Path, name: str) -> ValueError:
 
 def preview_precision(device) -> str:
     """The network preview's precision on `device` (a torch.device): "bfloat16" where its
-    convolutions run natively (`pydeblur.restore.bfloat16_supported`: ~1.6x faster on a CPU with
-    AMX, docs/ui.md), else "float32". The whole-photo job is float32, as the command is.
+    convolutions run natively (`pydeblur.restore.bfloat16_supported`; its speed and accuracy on
+    this machine: docs/ui.md), else "float32". The whole-photo job is float32, as the command is.
 
     >>> import torch
     >>> preview_precision(torch.device("cpu")) in ("bfloat16", "float32")
