@@ -6,8 +6,12 @@ Each stage k takes the current estimate x (on a padded canvas) and
    x_data = argmin_u ||k * u - y~||^2 + lam_k ||u - x||^2,  lam_k = s_k sigma^2 / strength
    (`pydeblur.physics.data_term_prox`), where sigma is the noise level of the blurred image (given by
    the caller or estimated) and s_k a learned strength;
-2. corrects it with a small U-Net that sees x_data, x and the noise level (a constant map):
-   x <- x_data + D_k(x_data, x, sigma).
+2. corrects it with a small U-Net that sees x_data, the data step's correction scaled up,
+   r = RESIDUAL_SCALE (x_data - x), and the noise level (a constant map):
+   x <- x_data + D_k(x_data, r, sigma).
+   The correction, not x itself: x_data and x are nearly equal, and a U-Net given both learns the
+   difference slowly (memorising 4 fixed crops: 43.45 -> 44.16 dB in 300 steps given x, -> 48.37 given
+   r; benchmarks/results/2026-12-02-stage-overfit/).
 
 Boundaries: the canvas is the image extended by `pydeblur.boundary.pad_periodic`; outside the image
 there is no data, so y~ there is the current estimate blurred (k * x), FDN's boundary adjustment
@@ -29,6 +33,7 @@ from pydeblur.noise import MIN_SIGMA
 from pydeblur.physics import circular_convolve, data_term_prox, psf2otf
 
 SIGMA_SCALE = 20.0  # the noise map the U-Nets see is sigma x this (the paper's 0.05 -> 1)
+RESIDUAL_SCALE = 20.0  # the data step's correction the U-Nets see is (x_data - x) x this
 
 # run(function, inputs [1, C, H, W]) -> function(inputs), possibly tile by tile (see `refine`)
 Runner = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor]
@@ -56,7 +61,7 @@ class _Block(nn.Module):
 
 
 class StageDenoiser(nn.Module):
-    """The correction of one stage, a U-Net: inputs [B, 7, H, W] (x_data, x, noise map) -> a residual
+    """The correction of one stage, a U-Net: inputs [B, 7, H, W] (x_data, scaled correction, noise map) -> a residual
     [B, 3, H, W] for x_data (any H, W). `levels` stride-2 downsamplings, channels doubling, one residual
     block per level and side; the output convolution starts at zero.
 
@@ -180,7 +185,7 @@ class UnrolledStages(nn.Module):
         for stage in self.stages:
             lam = stage.log_strength.exp() * sigma.double() ** 2 / strength
             x_data = data_step(x, canvas_y, inside, otf, lam)
-            inputs = torch.cat([x_data, x, noise_map], dim=1)
+            inputs = torch.cat([x_data, RESIDUAL_SCALE * (x_data - x), noise_map], dim=1)
             x = x_data + run(stage.unet, inputs).to(x_data.dtype)
         return crop(x, padding).to(estimate.dtype)
 
