@@ -4,6 +4,8 @@
 # before (validation is at the paper's heavy noise only, so "best" would favour it). Each run resumes
 # where a kill left it.
 #   bash training/train_unrolled.sh RUNS_FOLDER [STEPS_PER_EPOCH] [EPOCHS]
+# TRAIN_FLAGS: more options for every fresh run (e.g. "--bf16 --channels-last" on a CPU with AMX,
+# "--data FOLDER"); PYTHON: the interpreter.
 set -euo pipefail
 runs=${1:-runs/unrolled}
 steps=${2:-300}
@@ -15,7 +17,7 @@ train() {  # out, then the options of a fresh run
         "$py" -m training.train --config unrolled --out "$out" --resume
     else
         "$py" -m training.train --config unrolled --out "$out" --steps-per-epoch "$steps" \
-            --epochs "$epochs" --threads 2 "$@"
+            --epochs "$epochs" --threads 2 ${TRAIN_FLAGS:-} "$@"
     fi
 }
 train "$runs/stage1" --model-set stages=1 --train-only stages \
