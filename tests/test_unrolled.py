@@ -6,11 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from pydeblur.boundary import embed, pad_periodic
 from pydeblur.cli.demo_cmd import make_example
 from pydeblur.model import CONFIGS, DeblurNet, ModelConfig
 from pydeblur.physics import circular_convolve, psf2otf
 from pydeblur.restore import Deblurrer, deblur, estimate_noise
-from pydeblur.unrolled import StageDenoiser, UnrolledStages, data_step
+from pydeblur.unrolled import (
+    RESIDUAL_SCALE,
+    SIGMA_SCALE,
+    StageDenoiser,
+    UnrolledStages,
+    data_step,
+)
 from pydeblur.weights_io import load_model, save_weights
 from training.train import freeze
 
@@ -62,6 +69,27 @@ def test_stages_start_as_repeated_data_steps():
     estimate = torch.rand(1, 3, 20, 20)
     out = stages(estimate, blurred, torch.full((1, 1, 3, 3), 1 / 9), torch.tensor([0.05]))
     assert torch.allclose(out, estimate, atol=1e-4)
+
+
+def test_the_u_net_sees_x_data_the_scaled_correction_and_the_noise_map():
+    """The U-Net's inputs: x_data, RESIDUAL_SCALE (x_data - x) and sigma SIGMA_SCALE, on the canvas."""
+    torch.manual_seed(0)
+    stages = UnrolledStages(count=1, channels=4, levels=1, strength=2e4)
+    estimate, blurred = torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20)
+    psf, sigma = torch.full((1, 1, 3, 3), 1 / 9), torch.tensor([0.02])
+    seen = []
+    stages.stages[0].unet.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    stages(estimate, blurred, psf, sigma)
+    canvas_y, padding = pad_periodic(blurred, (3, 3))
+    x = pad_periodic(estimate, (3, 3))[0]
+    inside = embed(torch.ones(1, 1, 20, 20), padding, canvas_y.shape[-2:], 0.0)
+    otf = psf2otf(psf.double(), canvas_y.shape[-2:], half_spectrum=True)
+    x_data = data_step(x, canvas_y, inside, otf, 2e4 * 0.02**2)
+    (inputs,) = seen
+    assert torch.allclose(inputs[:, :3], x_data, atol=1e-6)
+    assert torch.allclose(inputs[:, 3:6], RESIDUAL_SCALE * (x_data - x), atol=1e-5)
+    assert torch.allclose(inputs[:, 6], torch.full_like(inputs[:, 6], 0.02 * SIGMA_SCALE))
+    assert (inputs[:, 3:6].abs().max()) > 1e-3  # the correction is not trivially zero here
 
 
 def test_noise_map_and_strength_reach_the_stages():
