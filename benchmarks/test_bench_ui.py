@@ -31,7 +31,7 @@ import torch
 import pydeblur
 from pydeblur.io import read_image
 from pydeblur.kernels import motion
-from pydeblur.metrics import psnr
+from pydeblur.metrics import image_psnr
 from pydeblur.restore import Deblurrer
 from pydeblur.ui.preview import network_preview, wiener_preview, window_around, with_context
 from pydeblur.ui.state import preview_precision
@@ -40,14 +40,6 @@ from pydeblur.weights_io import WEIGHTS_DIR
 SIZE = 512
 ROUNDS = 3
 GOAL_SECONDS = 1.0
-
-
-def crop_psnr(result: np.ndarray, truth: np.ndarray) -> float:
-    """PSNR in dB of an HxWx3 result against the sharp HxWx3 crop."""
-    as_batch = [
-        torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None] for a in (result, truth)
-    ]
-    return round(float(psnr(*as_batch)[0]), 3)
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +109,8 @@ def test_preview_512(benchmark, photo, engine):
         truth = sharp[y : y + h, x : x + w]
         benchmark.extra_info.update(
             max_difference_from_float32=round(float(np.abs(out - exact).max()), 5),
-            psnr_db=crop_psnr(out, truth),
-            psnr_float32_db=crop_psnr(exact, truth),
+            psnr_db=round(image_psnr(out, truth), 3),
+            psnr_float32_db=round(image_psnr(exact, truth), 3),
         )
     print(f"\n{engine}: {benchmark.extra_info}")
     assert out.shape == (SIZE, SIZE, 3)

@@ -24,6 +24,7 @@ import torch
 
 import pydeblur
 from pydeblur.kernels import motion
+from pydeblur.metrics import image_psnr
 from tests.helpers import REPO
 
 pytest.importorskip("starlette", reason="pydeblur ui needs the ui extra (starlette, uvicorn)")
@@ -61,13 +62,6 @@ def blurred_demo(folder: Path, psf: np.ndarray = BLUR, size: tuple[int, int] | N
     path = folder / "blurred.png"
     write_image(path, blurred[0].permute(1, 2, 0).clamp(0, 1).numpy())
     return path, sharp
-
-
-def psnr(image: np.ndarray, sharp: np.ndarray, border: int = 12) -> float:
-    """PSNR in dB of two HxWx3 float images in [0, 1], a border left out."""
-    cut = (slice(border, -border), slice(border, -border))
-    error = np.mean((image[cut].astype(np.float64) - sharp[cut]) ** 2)
-    return float(10 * np.log10(1.0 / error))
 
 
 @pytest.fixture(scope="module")
@@ -525,7 +519,7 @@ def test_the_whole_photo_is_deblurred_with_progress_and_downloads(client, photo)
     assert np.abs(sixteen / 257.0 - eight).max() <= 0.51
     restored = sixteen[..., ::-1] / 65535.0
     blurred = cv2.imread(str(path))[..., ::-1] / 255.0
-    assert psnr(restored, sharp) > psnr(blurred, sharp) + 1
+    assert image_psnr(restored, sharp, 12) > image_psnr(blurred, sharp, 12) + 1
 
 
 @pytest.mark.parametrize("kind", ["grey 16-bit TIFF", "RGBA PNG"])

@@ -112,21 +112,6 @@ def degrade(linear: np.ndarray, kernel: np.ndarray, condition: str, seed: int):
     return encoded, np.clip(linear_to_srgb(np.clip(sharp, 0, 1)), 0, 1)
 
 
-def psnr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """PSNR (dB) of the centre, BORDER px a side left out, values in [0, 1].
-
-    >>> round(psnr(np.full((40, 40, 3), 0.5), np.full((40, 40, 3), 0.6)), 2)
-    20.0
-    """
-    from pydeblur.metrics import psnr as batch_psnr
-
-    def batch(image: np.ndarray) -> torch.Tensor:
-        inner = image[BORDER:-BORDER, BORDER:-BORDER].astype(np.float64)
-        return torch.from_numpy(inner).permute(2, 0, 1)[None]
-
-    return float(batch_psnr(batch(estimate), batch(reference))[0])
-
-
 def true_noise(encoded: np.ndarray, gamma: str) -> float:
     """The noise sigma `deblur` should be given: SIGMA in linear light, or, for the encoded values,
     SIGMA times the sRGB curve's slope at the image's median linear level."""
@@ -139,6 +124,7 @@ def true_noise(encoded: np.ndarray, gamma: str) -> float:
 
 def run(model: str, photos: int, log=print) -> dict:
     """Every condition x variant: {"conditions": {condition: {variant: mean PSNR}}, ...}."""
+    from pydeblur.metrics import image_psnr
     from pydeblur.restore import Deblurrer
 
     deblurrer = Deblurrer(model, device="cpu")
@@ -151,11 +137,11 @@ def run(model: str, photos: int, log=print) -> dict:
         for index, (_name, linear) in enumerate(crops):
             _kernel_name, kernel = families[index % len(families)]
             encoded, reference = degrade(linear, kernel, condition, seed=index)
-            scores["blurred input"].append(psnr(encoded / 255.0, reference))
+            scores["blurred input"].append(image_psnr(encoded / 255.0, reference, BORDER))
             for label, gamma, clip_level, given in VARIANTS:
                 sigma = true_noise(encoded, gamma) if given else None
                 out = deblurrer(encoded, kernel, sigma, 1.0, gamma, clip_level)
-                scores.setdefault(label, []).append(psnr(out / 255.0, reference))
+                scores.setdefault(label, []).append(image_psnr(out / 255.0, reference, BORDER))
         results["conditions"][condition] = {k: float(np.mean(v)) for k, v in scores.items()}
         log(
             f"{condition}: "
