@@ -44,7 +44,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from tests.test_ui import blurred_demo, psnr  # noqa: E402
+from pydeblur.metrics import image_psnr  # noqa: E402
+from tests.test_ui import blurred_demo  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -224,7 +225,7 @@ def test_find_the_kernel_by_eye_and_deblur_in_a_real_browser(server, browser, tm
     assert result.dtype == np.uint16 and result.shape == sharp.shape
     restored = result[..., ::-1] / 65535.0
     blurred = cv2.imread(str(photo))[..., ::-1] / 255.0
-    gain = psnr(restored, sharp) - psnr(blurred, sharp)
+    gain = image_psnr(restored, sharp, 12) - image_psnr(blurred, sharp, 12)
     assert gain > 2.0, f"PSNR gain {gain:.2f} dB"
     browser.find_element(By.ID, "download-png").click()
     png = wait_for_download(browser.downloads, ".png")

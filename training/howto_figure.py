@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     from pydeblur.colour import srgb_to_linear
     from pydeblur.io import read_image, write_image
     from pydeblur.kernels import parse_psf_spec
-    from training.realphoto import degrade, psnr
+    from pydeblur.metrics import image_psnr
+    from training.realphoto import BORDER, degrade
 
     photo, _ = read_image(pydeblur.DEMO_PHOTO)
     camera, sharp = degrade(srgb_to_linear(photo), parse_psf_spec(SPEC), "srgb-8bit", seed=0)
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 4.0))
     for axis, (label, image) in zip(axes, panels, strict=True):
         axis.imshow(np.clip(image, 0, 1))
-        title = label if label == "sharp" else f"{label}\n{psnr(image, sharp):.2f} dB"
+        title = label if label == "sharp" else f"{label}\n{image_psnr(image, sharp, BORDER):.2f} dB"
         axis.set_title(title, fontsize=9)
         axis.axis("off")
     fig.tight_layout()
