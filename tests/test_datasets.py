@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pydeblur.datasets import (
+    LUMA,
     BlurredCrops,
     EpochSampler,
     list_photos,
@@ -133,6 +134,40 @@ def test_blurred_is_the_sharp_crop_convolved_with_the_psf(photos, augment):
         torch.testing.assert_close(
             item["blurred"].double()[inside], same[inside], atol=2e-5, rtol=0
         )
+
+
+def test_grey_and_correlated_noise_items(photos):
+    """grey items: the luma in all three channels, with one noise shared by them; correlated items:
+    colour, noise correlated across channels with about the per-channel variance of independent noise;
+    the rest as without the options, item for item."""
+    paths = list_photos(photos)[:4]
+    plain = make_crops(paths, photons=400.0)
+    clean = make_crops(paths, photons=1e12, gauss=0.0)
+    mixed = make_crops(paths, photons=400.0, grey=0.4, correlated=0.4)
+    kinds = {"grey": 0, "correlated": 0, "independent": 0}
+    for i in range(len(mixed)):
+        item, before = mixed[i], plain[i]
+        grey, correlation = mixed._channel_noise(i // 4, i % 4)
+        if grey:
+            kinds["grey"] += 1
+            luma = sum(w * before["sharp"][c] for c, w in enumerate(LUMA))
+            for channel in range(3):
+                torch.testing.assert_close(item["sharp"][channel], luma, atol=1e-6, rtol=0)
+                assert torch.equal(item["blurred"][channel], item["blurred"][0])
+        elif correlation:
+            kinds["correlated"] += 1
+            assert torch.equal(item["sharp"], before["sharp"])
+            blur = clean[i]["blurred"]
+            noise, independent = item["blurred"] - blur, before["blurred"] - blur
+            r = torch.corrcoef(noise[:, PSF:-PSF, PSF:-PSF].flatten(1))[0, 1]
+            assert abs(float(r) - correlation) < 0.1
+            assert 0.85 < float(noise.var() / independent.var()) < 1.15
+        else:
+            kinds["independent"] += 1
+            assert torch.equal(item["blurred"], before["blurred"])
+    assert min(kinds.values()) > 0, kinds
+    with pytest.raises(ValueError, match="grey and correlated"):
+        make_crops(paths, grey=0.7, correlated=0.5)
 
 
 def test_augmentation_changes_the_crops(photos):

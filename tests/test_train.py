@@ -449,3 +449,21 @@ def test_a_run_removes_what_killed_writers_left_and_writes_whole_files(tmp_path)
     run(more, resume=True, train_data=SyntheticBlur(), val_batches=val_batches())
     assert sorted(p.name for p in out.glob(".*")) == kept
     assert load_checkpoint(out / "last.pt")["epoch"] == 3
+
+
+def test_channel_noise_flags_reach_the_training_crops(tmp_path):
+    import numpy as np
+
+    from pydeblur.io import write_image
+    from training.train_data import build_data
+
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        write_image(tmp_path / f"p{i}.png", rng.random((64, 64, 3)).astype(np.float32))
+    opts, _ = parse_args(
+        ["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--grey", "0.25"]
+        + ["--correlated-noise", "0.5", "--crop", "16", "--val-crop", "16"]
+    )
+    train, _ = build_data(opts)
+    assert (train.grey, train.correlated) == (0.25, 0.5)
+    assert parse_args([])[0].grey == 0 and parse_args([])[0].correlated_noise == 0

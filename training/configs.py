@@ -37,6 +37,8 @@ class TrainOptions:
     ssim_from_epoch: int = 0
     photons: tuple[float, float] = (2048.0, 2048.0)
     gauss: tuple[float, float] = (0.05, 0.05)
+    grey: float = 0.0  # fraction of grey training items (see pydeblur.datasets.BlurredCrops)
+    correlated_noise: float = 0.0  # fraction of colour items with noise correlated across channels
     val_crops: int = 2
     val_crop: int = 48
     workers: int = 0

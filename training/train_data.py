@@ -42,6 +42,8 @@ def build_data(opts: TrainOptions) -> tuple[Any, list[tuple[torch.Tensor, ...]]]
         gauss=opts.gauss,
         augment=True,
         seed=opts.seed,
+        grey=opts.grey,
+        correlated=opts.correlated_noise,
     )
     per_photo = max(1, opts.val_crops // (len(split["val"]) * len(train.exposures)))
     val = datasets.BlurredCrops(
