@@ -16,7 +16,7 @@ import torch
 
 from pydeblur.boundary import crop, embed, pad_periodic
 from pydeblur.noise import MIN_SIGMA, estimate_noise_sigma
-from pydeblur.physics import circular_convolve, data_term_prox, psf2otf
+from pydeblur.physics import data_term_prox, data_where_trusted, psf2otf
 
 
 def data_consistency(
@@ -70,5 +70,5 @@ def data_consistency(
         data = torch.ones_like(blurred[:, :1]) if trusted is None else trusted
         outside = 0.0 if adjust_boundary else 1.0  # else the periodic extension of y stays there
         mask = embed(data.to(canvas_y.dtype), padding, canvas_y.shape[-2:], outside)
-        canvas_y = torch.where(mask > 0, canvas_y, circular_convolve(canvas_x0, otf))
+        canvas_y = data_where_trusted(canvas_y, canvas_x0, otf, mask)
     return crop(data_term_prox(canvas_x0, canvas_y, otf, lam), padding).to(estimate.dtype)

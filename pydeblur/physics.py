@@ -11,6 +11,8 @@ callers that work on real photos pad them first (`pydeblur.boundary.pad_periodic
 - `wiener_deconvolve`: F^-1[conj(K) Y / (|K|^2 + nsr)], by the `pydeblur.ops.wiener_bank` operator
   (which computes its own OTF in C++/CUDA).
 - `data_term_prox`: the closed form of min_x ||k * x - y||^2 + lam ||x - x0||^2.
+- `data_where_trusted`: the data where they hold, the blurred estimate elsewhere (where the data
+  term then pulls nowhere: outside the image, clipped highlights).
 """
 
 import torch
@@ -106,3 +108,20 @@ def data_term_prox(
     spectrum += lam * torch.fft.rfft2(x0)
     spectrum /= otf.abs() ** 2 + lam
     return torch.fft.irfft2(spectrum, s=y.shape[-2:])
+
+
+def data_where_trusted(
+    y: torch.Tensor, x: torch.Tensor, otf: torch.Tensor, trusted: torch.Tensor
+) -> torch.Tensor:
+    """y where trusted > 0, k * x elsewhere: y, x [B, C, H, W] real, otf as `circular_convolve`'s,
+    trusted [B or 1, C or 1, H, W] -> [B, C, H, W]. Fed to `data_term_prox` as its y, the data term
+    is zero at the untrusted pixels for x, so there x is left to the prior (FDN's boundary
+    adjustment when trusted is 0 outside the image).
+
+    >>> x = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    >>> otf = psf2otf(torch.full((3, 3), 1 / 9, dtype=torch.float64), (8, 8), half_spectrum=True)
+    >>> torch.equal(data_where_trusted(torch.zeros_like(x), x, otf, torch.zeros_like(x)),
+    ...             circular_convolve(x, otf))
+    True
+    """
+    return torch.where(trusted > 0, y, circular_convolve(x, otf))

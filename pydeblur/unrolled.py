@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from pydeblur.boundary import crop, embed, pad_periodic
 from pydeblur.noise import MIN_SIGMA
-from pydeblur.physics import circular_convolve, data_term_prox, psf2otf
+from pydeblur.physics import data_term_prox, data_where_trusted, psf2otf
 
 SIGMA_SCALE = 20.0  # the noise map the U-Nets see is sigma x this (the paper's 0.05 -> 1)
 RESIDUAL_SCALE = 20.0  # the data step's correction the U-Nets see is (x_data - x) x this
@@ -209,6 +209,7 @@ def data_step(
     >>> otf = psf2otf(torch.full((1, 1, 3, 3), 1 / 9, dtype=torch.float64), (16, 16), True)
     >>> inside = torch.zeros(1, 1, 16, 16)
     >>> inside[..., 4:12, 4:12] = 1
+    >>> from pydeblur.physics import circular_convolve
     >>> y = circular_convolve(x.double(), otf).float()
     >>> torch.allclose(data_step(x, y, inside, otf, 1e-3), x, atol=1e-4)
     True
@@ -216,8 +217,7 @@ def data_step(
     channels = []
     for c in range(x.shape[1]):
         xc = x[:, c : c + 1].double()
-        outside = circular_convolve(xc, otf)
-        where = inside[:, c : c + 1] if inside.shape[1] > 1 else inside
-        target = torch.where(where > 0, canvas_y[:, c : c + 1].double(), outside)
+        trusted = inside[:, c : c + 1] if inside.shape[1] > 1 else inside
+        target = data_where_trusted(canvas_y[:, c : c + 1].double(), xc, otf, trusted)
         channels.append(data_term_prox(xc, target, otf, lam).float())
     return torch.cat(channels, dim=1)
