@@ -29,6 +29,7 @@ from pydeblur.weights_io import (
     MAX_IMAGE_CHANNELS,
     MAX_KERNEL_SIZE,
     MAX_SNRS,
+    WEIGHTS_DIR,
     _checked_config,
     _tensor_shapes,
     card_path,
@@ -191,6 +192,17 @@ def test_limits_cover_every_field_and_every_shipped_config():
     for config in CONFIGS.values():
         assert _checked_config(config.to_dict()) == config
     assert load_model("default").config == _checked_config(read_card("default")["config"])
+
+
+def test_every_shipped_model_loads_with_a_card_that_names_it_and_its_measurements():
+    files = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+    assert "default" in [path.stem for path in files]
+    assert sum(path.stat().st_size for path in files) <= 20 * 2**20  # the package's weights budget
+    for path in files:
+        card = read_card(path.stem)
+        assert card["name"] == path.stem
+        assert load_model(path.stem).config == _checked_config(card["config"])
+        assert card["metrics"]["evaluation"]["psnr_db"]["levin_32"] > 30
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """How a model copes with noise that is not independent across colour channels (grey images included).
 
-    PYTHONPATH=. python benchmarks/results/2026-12-02-channel-noise/channel_noise.py [MODEL ...]
+    PYTHONPATH=. python benchmarks/results/2026-12-03-robust-model/channel_noise.py [MODEL ...]
 
 The first 12 Kodak items of `training.eval_sets.kodak_items` (every photo with a Levin kernel, the
 noise-free blur), then Gaussian noise of sigma 0.01 and 0.03 added four ways: independent per
