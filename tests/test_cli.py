@@ -177,3 +177,23 @@ def test_demo_with_no_arguments_beats_the_wiener_baseline(tmp_path, capsys, monk
     ]
     blurred, wiener, network = scores
     assert network > wiener > blurred
+
+
+@needs_default
+def test_a_grey_photo_deblurred_with_default_gets_a_note_naming_the_robust_model(
+    files, tmp_path, capsys
+):
+    _, photos, psf, _ = files
+    assert main(deblur_args([photos / "c.jpg"], psf, tmp_path / "grey.png", "default")) == 0
+    assert f"note: {photos / 'c.jpg'} is grey; --model robust" in capsys.readouterr().err
+    assert main(deblur_args([photos / "a.png"], psf, tmp_path / "colour.png", "default")) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main(deblur_args([photos / "c.jpg"], psf, tmp_path / "robust.png", "robust")) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+@needs_default
+def test_a_folder_run_counts_its_grey_photos_in_one_note(files, tmp_path, capsys):
+    _, photos, psf, _ = files
+    assert main(deblur_args([photos], psf, tmp_path / "out", "default")) == 0
+    assert "note: 1 of 4 images are grey; --model robust" in capsys.readouterr().err

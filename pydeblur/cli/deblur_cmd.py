@@ -295,6 +295,26 @@ def _naming(source: Path, error: BaseException) -> str:
     return message if str(source) in message else f"{source}: {message}"
 
 
+GREY_NOTE = (
+    "--model robust deblurs grey photos better: `default` was trained on noise independent per colour "
+    "channel and keeps a grey photo's noise as detail (4.7-9.4 dB lower at noise 0.01-0.03; README, "
+    '"Two shipped models")'
+)
+
+
+def is_grey(image) -> bool:
+    """Whether a photo as `pydeblur.io.read_image` returns it is grey: one channel (grey+alpha too) or
+    three equal colour channels, whose noise the channels then share.
+
+    >>> import numpy as np
+    >>> is_grey(np.zeros((4, 4), np.float32)), is_grey(np.random.rand(4, 4, 3).astype(np.float32))
+    (True, False)
+    """
+    if image.ndim == 2 or image.shape[2] <= 2:
+        return True
+    return bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+
+
 def deblur_file(
     source: Path,
     target: Path,
@@ -304,8 +324,9 @@ def deblur_file(
     settings: dict | None = None,
     verbose: bool = False,
     bit_depth: int | None = None,
-) -> None:
+) -> bool:
     """Deblur one file into `target` with a `pydeblur.restore.Deblurrer`; every error names `source`.
+    Returns whether the photo is grey (`is_grey`).
 
     psf: a [kh, kw] kernel, or what else `deblurrer(image, psf, **settings)` takes (a
     `pydeblur.psf_grid.PsfGrid` with `deblur_grid` bound to a Deblurrer, as --psf-grid runs it);
@@ -321,6 +342,7 @@ def deblur_file(
     >>> write_image(folder / "blurry.png", np.full((24, 32, 3), 0.5, np.float32))
     >>> psf = np.full((5, 5), 1 / 25, np.float32)
     >>> deblur_file(folder / "blurry.png", folder / "sharp.png", psf, Deblurrer("default", "cpu"), None)
+    True
     >>> read_image(folder / "sharp.png")[0].shape
     (24, 32, 3)
     """
@@ -337,6 +359,7 @@ def deblur_file(
             message, settings["noise_sigma"] = describe(image, settings)
             print(f"{source}: {message}", file=sys.stderr)
         write_image(target, deblurrer(image, psf, **settings), sample_type)
+        return is_grey(image)
     except ValueError as error:
         raise ValueError(_naming(source, error)) from error
     except Exception as error:  # OSError, cv2.error, torch's RuntimeError (out of memory, say)
@@ -392,22 +415,25 @@ def run(args: argparse.Namespace) -> int:
         }
         options = (settings, args.verbose, args.bit_depth)
         if len(files) == 1 and shard.world == 1:  # its error is the command's one-line error
-            deblur_file(files[0], targets[0], psf, deblurrer, max_pixels, *options)
+            grey = deblur_file(files[0], targets[0], psf, deblurrer, max_pixels, *options)
             print(f"wrote {targets[0]}")
+            if grey and args.model == "default":
+                print(f"note: {files[0]} is grey; {GREY_NOTE}", file=sys.stderr)
             return 0
         mine = shard.take(list(zip(files, targets, strict=True)))
         failures: list[str] = []
+        grey = 0
         start = time.perf_counter()
         quiet = True if shard.rank != 0 else None  # None: a bar only on a terminal
         bar = tqdm(mine, unit="image", disable=quiet, file=sys.stderr)
         for source, target in bar:
             bar.set_postfix_str(source.name)
             try:
-                deblur_file(source, target, psf, deblurrer, max_pixels, *options)
+                grey += deblur_file(source, target, psf, deblurrer, max_pixels, *options)
             except Exception as error:  # a bad file does not stop the others
                 failures.append(_naming(source, error))
                 tqdm.write(f"pydeblur deblur: error: {failures[-1]}", file=sys.stderr)
-        record = {"done": len(mine) - len(failures), "failed": len(failures)}
+        record = {"done": len(mine) - len(failures), "failed": len(failures), "grey": grey}
         record["seconds"] = time.perf_counter() - start
         records = shard.gather(record)
     finally:
@@ -419,4 +445,7 @@ def run(args: argparse.Namespace) -> int:
         where = f" by {shard.world} processes" if shard.world > 1 else ""
         summary = f"deblurred {done} of {done + failed} images in {seconds:.1f} s{where} into {args.output}"
         print(summary + (f"; {failed} failed (errors above)" if failed else ""))
+        grey = sum(r["grey"] for r in records)
+        if grey and args.model == "default":
+            print(f"note: {grey} of {done} images are grey; {GREY_NOTE}", file=sys.stderr)
     return 1 if any(r["failed"] for r in records) else 0
