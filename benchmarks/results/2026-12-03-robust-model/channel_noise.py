@@ -15,18 +15,18 @@ import sys
 import torch
 
 from pydeblur.datasets import LUMA
-from pydeblur.weights_io import load_model
-from training.eval_methods import score_images
+from training.eval_methods import model_method, score_images
 from training.eval_sets import kodak_items, levin_synthetic_items
 
 
 def measure(name: str) -> dict[str, float]:
-    model = load_model(name).eval()
+    method = model_method(name, torch.device("cpu"), 1)[0]
     generator = torch.Generator().manual_seed(0)
 
     def restore(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """y [C, H, W] -> [C, H, W]; a grey y runs in three channels, averaged back (the evaluation's way)."""
         with torch.no_grad():
-            return model(y[None].expand(-1, 3, -1, -1), k[None])[0]
+            return method.run(y[None], k[None], y[None])[0]
 
     def psnr(x: torch.Tensor, sharp: torch.Tensor, aligned: bool = False) -> float:
         return float(score_images(x[None], sharp[None], aligned)["psnr"][0])
@@ -46,7 +46,7 @@ def measure(name: str) -> dict[str, float]:
                 "colour, independent noise": psnr(restore(blur + independent, psf), sharp),
                 "colour, the same noise in every channel": psnr(restore(blur + same, psf), sharp),
                 "grey, one noise in its 3 copies": psnr(
-                    restore(blur_grey + same[:1], psf).mean(0, keepdim=True), sharp_grey
+                    restore(blur_grey + same[:1], psf), sharp_grey
                 ),
                 "grey, independent noise per copy": psnr(
                     restore(blur_grey + independent, psf).mean(0, keepdim=True), sharp_grey
@@ -55,7 +55,7 @@ def measure(name: str) -> dict[str, float]:
             for case, value in cases.items():
                 scores.setdefault(f"Kodak sigma {sigma}, {case}", []).append(value)
     for item in levin_synthetic_items(limit=8):
-        output = restore(item["blurred"], item["psf"]).mean(0, keepdim=True)
+        output = restore(item["blurred"], item["psf"])
         scores.setdefault("levin-synthetic, first 8 (grey)", []).append(
             psnr(output, item["sharp"], aligned=True)
         )

@@ -14,8 +14,7 @@ import sys
 import torch
 
 from pydeblur.datasets import LUMA
-from pydeblur.weights_io import load_model
-from training.eval_methods import score_images
+from training.eval_methods import model_method, score_images
 from training.eval_sets import kodak_items
 from training.figures import comparison_figure
 
@@ -24,7 +23,7 @@ ITEMS = (0, 5)
 
 
 def main(out: str = "docs/figures/robust-grey.jpg") -> None:
-    models = {name: load_model(name).eval() for name in ("default", "robust")}
+    methods = [model_method(name, torch.device("cpu"), 1)[0] for name in ("default", "robust")]
     generator = torch.Generator().manual_seed(0)
     weights = torch.tensor(LUMA).view(3, 1, 1)
     items, kept, psnrs = [], {}, {}
@@ -37,10 +36,12 @@ def main(out: str = "docs/figures/robust-grey.jpg") -> None:
         name = item["name"].rsplit("_sigma", 1)[0]  # the noise is ours, not the item's
         items.append({"sharp": sharp, "name": name, "group": f"grey, sigma {SIGMA}"})
         outputs = {"Blurred input": blurred}
-        for name, model in models.items():
+        for (
+            method
+        ) in methods:  # a grey input runs in three channels, averaged back (the evaluation's way)
             with torch.no_grad():
-                output = model(blurred[None].expand(-1, 3, -1, -1), item["psf"][None])
-            outputs[f"Model: {name}"] = output[0].mean(0, keepdim=True).clamp(0, 1)
+                output = method.run(blurred[None], item["psf"][None], sharp[None])
+            outputs[method.name] = output[0].clamp(0, 1)
         for method, image in outputs.items():
             kept.setdefault(method, {})[len(items) - 1] = image
             psnr = float(score_images(image[None], sharp[None], False)["psnr"][0])
