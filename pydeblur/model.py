@@ -18,7 +18,13 @@ from torch.nn import functional as F
 from pydeblur import ops
 from pydeblur.consistency import data_consistency
 from pydeblur.features import feature_channels, wiener_features
-from pydeblur.noise import PAPER_SNR_DB, estimate_noise_sigma, snr_to_nsr
+from pydeblur.noise import (
+    MIN_SIGMA,
+    PAPER_SNR_DB,
+    estimate_channel_correlation,
+    estimate_noise_sigma,
+    snr_to_nsr,
+)
 from pydeblur.unrolled import Runner, UnrolledStages, at_once
 
 HEADS = ("direct", "mix")
@@ -65,6 +71,11 @@ class ModelConfig:
       stages after the network (`pydeblur.unrolled`): each a closed-form data step at the noise level
       and a U-Net of `stage_channels` at full resolution and `stage_levels` downsamplings; their data
       strengths start at `stage_strength`. They replace the data-consistency step (0: none).
+    noise_conditioning: the trunk is told the noise: its level and its correlation between the colour
+      channels (`noise_descriptor`: estimated from the blurred image unless given) scale and shift
+      the features before every ResBlock and before conv_out (`NoiseConditioning`, FiLM). Without
+      it, a network trained on independent noise reads noise shared by the channels (a grey
+      photo's) as detail, and one trained on both hedges between them.
 
     >>> config = ModelConfig(blocks=2, channels=16, snr_db=(10, 30))
     >>> config.snr_db, ModelConfig.from_dict(config.to_dict()) == config
@@ -90,6 +101,7 @@ class ModelConfig:
     stage_channels: int = 16
     stage_levels: int = 2
     stage_strength: float = 20000.0
+    noise_conditioning: bool = False
     image_channels: int = field(default=3)
 
     def __post_init__(self):
@@ -249,6 +261,52 @@ class ContextBranch(nn.Module):
         return y
 
 
+def noise_descriptor(blurred: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+    """What `NoiseConditioning` is told of blurred [B, C, H, W]'s noise: [B, 2] float32, log10 of its
+    standard deviation (sigma [B] if given, else `estimate_noise_sigma`) plus 2, and its correlation
+    between channels (`estimate_channel_correlation`). Not differentiated.
+
+    >>> y = (0.5 + 0.01 * torch.randn(1, 1, 64, 64)).expand(-1, 3, -1, -1)
+    >>> noise_descriptor(y, torch.tensor([0.01])).tolist()
+    [[0.0, 1.0]]
+    """
+    with torch.no_grad():
+        y = blurred.float()
+        level = estimate_noise_sigma(y) if sigma is None else sigma.to(y).reshape(-1)
+        level = torch.log10(level.clamp_min(MIN_SIGMA)) + 2
+        return torch.stack([level.expand(y.shape[0]), estimate_channel_correlation(y)], dim=1)
+
+
+class NoiseConditioning(nn.Module):
+    """A per-image scale and shift of the trunk's features from `noise_descriptor`: an MLP [B, 2] ->
+    `positions` x (scale, shift) of `channels`, applied as features * (1 + scale) + shift. The last
+    layer starts at zero, so adding it to a trained network changes nothing until training moves it.
+
+    >>> film = NoiseConditioning(8, positions=2)
+    >>> x = torch.rand(1, 8, 4, 4)
+    >>> bool((film(x, film.parameters_for(torch.tensor([[0.0, 1.0]])), 1) == x).all())
+    True
+    """
+
+    def __init__(self, channels: int, positions: int, hidden: int = 32):
+        super().__init__()
+        self.channels, self.positions = channels, positions
+        self.mlp = nn.Sequential(
+            nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, positions * 2 * channels)
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def parameters_for(self, descriptor: torch.Tensor) -> torch.Tensor:
+        """[B, 2] -> [B, positions, 2, channels, 1, 1]."""
+        out = self.mlp(descriptor.to(self.mlp[0].weight.dtype))
+        return out.reshape(-1, self.positions, 2, self.channels, 1, 1)
+
+    def forward(self, x: torch.Tensor, film: torch.Tensor, position: int) -> torch.Tensor:
+        scale, shift = film[:, position, 0], film[:, position, 1]
+        return x * (1 + scale.to(x.dtype)) + shift.to(x.dtype)
+
+
 class DeblurNet(nn.Module):
     """blurred [B, 3, H, W] and psf [B, 1, kh, kw] -> deblurred [B, 3, H, W] (not clamped).
 
@@ -275,6 +333,9 @@ class DeblurNet(nn.Module):
         self.context = ContextBranch(c, config.context_levels) if config.context_levels else None
         self.blocks = nn.Sequential(*(ResBlock(c, k, config.dropout) for _ in range(config.blocks)))
         self.conv_out = nn.Conv2d(c, out_channels, k, padding=k // 2)
+        self.conditioning = (
+            NoiseConditioning(c, config.blocks + 1) if config.noise_conditioning else None
+        )
         self.stages = (
             UnrolledStages(
                 config.stages,
@@ -363,8 +424,12 @@ class DeblurNet(nn.Module):
         lower = self.context.activation_channels if self.context is not None else 0
         return conv_bytes_per_pixel(self, skip=(self.context, self.stages)) + int(4 * lower)
 
-    def network(self, blurred: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
-        """blurred [B, 3, H, W], psf [B, 1, kh, kw] -> [B, 3, H, W]: everything but `refine`."""
+    def network(
+        self, blurred: torch.Tensor, psf: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """blurred [B, 3, H, W], psf [B, 1, kh, kw] -> [B, 3, H, W]: everything but `refine`. noise:
+        the `noise_descriptor` [B, 2] of the whole image, for a network with noise conditioning that
+        runs on a part of it (default: that of blurred)."""
         cfg = self.config
         if blurred.dim() != 4 or blurred.shape[1] != cfg.image_channels:
             raise ValueError(
@@ -381,7 +446,15 @@ class DeblurNet(nn.Module):
         hidden = self.conv_in(feats)
         if self.context is not None:
             hidden = hidden + self.context(hidden)
-        trunk = self.conv_out(self.blocks(hidden))
+        if self.conditioning is None:
+            trunk = self.conv_out(self.blocks(hidden))
+        else:
+            if noise is None:
+                noise = noise_descriptor(blurred)
+            film = self.conditioning.parameters_for(noise.to(blurred.device))
+            for position, block in enumerate(self.blocks):
+                hidden = block(self.conditioning(hidden, film, position))
+            trunk = self.conv_out(self.conditioning(hidden, film, len(self.blocks)))
         trunk = trunk.float() if feats.dtype != trunk.dtype else trunk
         if cfg.head == "direct":
             out = trunk

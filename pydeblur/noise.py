@@ -4,6 +4,8 @@
   with `expected_noise_variance` its mean variance per image.
 - `estimate_noise_sigma`: the noise standard deviation of an image, measured from the image alone;
   `MIN_SIGMA` is the floor of any 8-bit photo's noise.
+- `estimate_channel_correlation`: how much of that noise the colour channels share (0: independent,
+  1: one noise in every channel, as a grey photo's three copies).
 - `signal_to_noise_db`: the SNR of an image for a noise variance.
 - `snr_to_nsr`: assumed SNRs (decibels, or linear ratios) -> the noise-to-signal ratios of Wiener
   filters; `PAPER_SNR_DB` holds the paper's 15.
@@ -97,10 +99,39 @@ def estimate_noise_sigma(y: torch.Tensor) -> torch.Tensor:
     >>> round(float(estimate_noise_sigma(y)[0]), 2)
     0.02
     """
+    return _finest_diagonal_detail(y).flatten(1).abs().median(dim=1).values / 0.6745
+
+
+def _finest_diagonal_detail(y: torch.Tensor) -> torch.Tensor:
+    """The finest diagonal Haar detail of y [B, C, H, W]: [B, C, H // 2, W // 2], noise at almost no
+    signal in a blurred image."""
     h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
     v = y[..., :h, :w]
-    detail = (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
-    return detail.flatten(1).abs().median(dim=1).values / 0.6745
+    return (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
+
+
+def estimate_channel_correlation(y: torch.Tensor) -> torch.Tensor:
+    """The noise's correlation between the colour channels per image [B] in [0, 1], from y
+    [B, C, H, W] (in y's dtype): noise of variance s^2 in each of C channels with correlation c has a
+    channel mean of variance s^2 (1 + (C - 1) c) / C, so c = (C r - 1) / (C - 1) for r the ratio of
+    the two variances, each measured as `estimate_noise_sigma` measures one (robust to the few edges
+    left in the finest detail). One channel, or a noiseless image: 1.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> independent = 0.5 + 0.02 * torch.randn(1, 3, 128, 128, generator=g)
+    >>> grey = (0.5 + 0.02 * torch.randn(1, 1, 128, 128, generator=g)).expand(-1, 3, -1, -1)
+    >>> [round(float(estimate_channel_correlation(y)[0]), 1) for y in (independent, grey)]
+    [0.0, 1.0]
+    """
+    channels = y.shape[1]
+    if channels == 1:
+        return torch.ones(y.shape[0], dtype=y.dtype, device=y.device)
+    detail = _finest_diagonal_detail(y)
+    each = detail.flatten(1).abs().median(dim=1).values
+    mean = detail.mean(dim=1).flatten(1).abs().median(dim=1).values
+    ratio = (mean / each.clamp_min(torch.finfo(y.dtype).tiny)).square()
+    correlation = (channels * ratio - 1) / (channels - 1)
+    return torch.where(each > 0, correlation, torch.ones_like(correlation)).clamp(0, 1)
 
 
 def signal_to_noise_db(sharp: torch.Tensor, noise_variance: torch.Tensor) -> torch.Tensor:

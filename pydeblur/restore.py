@@ -365,9 +365,19 @@ class Deblurrer:
         model = self.model if net is None else net.network
         bfloat16 = self.precision == "bfloat16"
 
+        from pydeblur.model import noise_descriptor
+
+        given = None if noise_sigma is None else torch.tensor([float(noise_sigma)])
+        # A network told the noise is told that of the whole image, the same in every tile.
+        noise = (
+            {"noise": noise_descriptor(rgb, given).to(self.device)}
+            if net is not None and net.conditioning is not None
+            else {}
+        )
+
         def network(part: torch.Tensor) -> torch.Tensor:
             with torch.autocast(self.device.type, torch.bfloat16, enabled=bfloat16):
-                return model(part.to(self.device), psf)
+                return model(part.to(self.device), psf, **noise)
 
         out = tiling.run_tiled(network, rgb, tile, overlap)
         if trusted is not None:

@@ -41,7 +41,14 @@ LATER_FIELDS = {
     f.name: f.default
     for f in dataclasses.fields(ModelConfig)
     if f.name
-    in ("stages", "stage_channels", "stage_levels", "stage_strength", "boundary_adjustment")
+    in (
+        "stages",
+        "stage_channels",
+        "stage_levels",
+        "stage_strength",
+        "boundary_adjustment",
+        "noise_conditioning",
+    )
 }
 WEIGHTS_DTYPE = "F32"  # the safetensors dtype of every tensor `save_weights` writes
 
@@ -114,6 +121,7 @@ _FIELD_CHECKS = {
     "stage_channels": lambda v: _check_int(v, 1, MAX_CHANNELS),
     "stage_levels": lambda v: _check_int(v, 0, MAX_CONTEXT_LEVELS),
     "stage_strength": _check_number,
+    "noise_conditioning": _check_type(bool),
     "image_channels": lambda v: _check_int(v, 1, MAX_IMAGE_CHANNELS),
 }
 
