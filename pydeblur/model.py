@@ -29,6 +29,7 @@ from pydeblur.unrolled import Runner, UnrolledStages, at_once
 
 HEADS = ("direct", "mix")
 MAX_STAGES = 10
+CONDITIONING_HIDDEN = 32  # the width of NoiseConditioning's MLP
 TAIL_KERNEL_SIZE = 7  # the bilateral tail's window (the paper's)
 MIX_START_SNR_DB = (
     21.0  # the "mix" head starts from the blurred image and the Wiener images up to this
@@ -288,7 +289,7 @@ class NoiseConditioning(nn.Module):
     True
     """
 
-    def __init__(self, channels: int, positions: int, hidden: int = 32):
+    def __init__(self, channels: int, positions: int, hidden: int = CONDITIONING_HIDDEN):
         super().__init__()
         self.channels, self.positions = channels, positions
         self.mlp = nn.Sequential(

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from pydeblur.atomic import atomic_path
 from pydeblur.features import feature_channels
-from pydeblur.model import MAX_STAGES, DeblurNet, ModelConfig, get_config
+from pydeblur.model import CONDITIONING_HIDDEN, MAX_STAGES, DeblurNet, ModelConfig, get_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "pydeblur.DeblurNet/1"
@@ -194,6 +194,15 @@ def _tensor_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         conv(f"blocks.{block}.conv2", c, c, k)
     out_channels = config.image_channels + (1 + num_snr if config.head == "mix" else 0)
     conv("conv_out", out_channels, c, k)
+    if config.noise_conditioning:
+        hidden = CONDITIONING_HIDDEN
+        shapes.update(
+            {"conditioning.mlp.0.weight": (hidden, 2), "conditioning.mlp.0.bias": (hidden,)}
+        )
+        film = (config.blocks + 1) * 2 * c
+        shapes.update(
+            {"conditioning.mlp.2.weight": (film, hidden), "conditioning.mlp.2.bias": (film,)}
+        )
     stage_in = 2 * config.image_channels + 1
     widths = [config.stage_channels * 2**level for level in range(config.stage_levels + 1)]
     for index in range(config.stages):

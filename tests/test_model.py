@@ -1,5 +1,6 @@
 """The network: shapes, heads, options, gradients, and safetensors save/load with its model card."""
 
+import dataclasses
 import json
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from pydeblur.features import wiener_features
-from pydeblur.model import CONFIGS, ContextBranch, DeblurNet, ModelConfig
+from pydeblur.model import CONFIGS, ContextBranch, DeblurNet, ModelConfig, noise_descriptor
 from pydeblur.noise import PAPER_SNR_DB, snr_to_nsr
 from pydeblur.weights_io import load_model, read_card, save_weights
 
@@ -188,6 +189,43 @@ def test_a_new_context_branch_leaves_a_trained_model_unchanged():
     torch.testing.assert_close(wider(blurred, psf), plain(blurred, psf))
     wider.context.up[0].weight.data.normal_(std=0.1)
     assert not torch.allclose(wider(blurred, psf), plain(blurred, psf))
+
+
+def test_new_noise_conditioning_leaves_a_trained_model_unchanged_until_trained():
+    plain_config = ModelConfig(blocks=2, channels=8, kernel_size=3, dropout=0.0, head="mix")
+    plain = DeblurNet(plain_config).eval()
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    told = DeblurNet(ModelConfig(**{**plain_config.to_dict(), "noise_conditioning": True})).eval()
+    missing, unexpected = told.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("conditioning.") for name in missing)
+    blurred, psf = inputs()
+    torch.testing.assert_close(told(blurred, psf), plain(blurred, psf))
+    told.conditioning.mlp[-1].weight.data.normal_(std=0.1)
+    assert not torch.allclose(told(blurred, psf), plain(blurred, psf))
+
+
+def test_noise_conditioning_reads_the_descriptor_it_is_given_else_that_of_its_input():
+    torch.manual_seed(0)
+    net = DeblurNet(dataclasses.replace(CONFIGS["tiny"], noise_conditioning=True)).eval()
+    for p in net.parameters():  # the mix head's last conv too: its trunk must count
+        torch.nn.init.normal_(p, std=0.1)
+    blurred, psf = inputs(batch=1)
+    grey = blurred[:, :1].expand(-1, 3, -1, -1)
+    own = noise_descriptor(grey)
+    assert float(own[0, 1]) == pytest.approx(1.0, abs=1e-5)  # one noise in every channel
+    with torch.no_grad():
+        torch.testing.assert_close(net.network(grey, psf), net.network(grey, psf, own))
+        independent = own.clone()
+        independent[0, 1] = 0.0
+        assert not torch.allclose(net.network(grey, psf), net.network(grey, psf, independent))
+
+
+def test_noise_descriptor_is_the_log_level_and_the_channel_correlation():
+    y = torch.rand(2, 3, 32, 32)
+    descriptor = noise_descriptor(y, torch.tensor([0.01, 0.1]))
+    torch.testing.assert_close(descriptor[:, 0], torch.tensor([0.0, 1.0]))
+    assert descriptor.shape == (2, 2) and not descriptor.requires_grad
 
 
 def test_context_branch_counts_its_maps_at_their_resolution():

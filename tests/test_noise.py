@@ -10,6 +10,7 @@ from pydeblur.noise import (
     PAPER_SNR_DB,
     PHOTONS,
     add_photon_noise,
+    estimate_channel_correlation,
     estimate_noise_sigma,
     expected_noise_variance,
     signal_to_noise_db,
@@ -90,6 +91,28 @@ def test_noise_estimate_on_a_blurred_image():
     # The floor of an 8-bit photo's noise: the standard deviation of rounding to 1/255.
     rounding = torch.rand(1_000_000, generator=torch.Generator().manual_seed(0)) - 0.5
     assert float(rounding.std() / 255) == pytest.approx(MIN_SIGMA, rel=1e-2)
+
+
+def correlated_noise(correlation: float, shape, seed: int) -> torch.Tensor:
+    """Unit noise with `correlation` between every pair of channels."""
+    n = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    shared = n.mean(dim=1, keepdim=True)
+    return (1 + 2 * correlation) ** 0.5 * shared + (1 - correlation) ** 0.5 * (n - shared)
+
+
+@pytest.mark.parametrize("correlation", [0.0, 0.3, 0.7, 1.0])
+def test_channel_correlation_of_noise_on_a_blurred_image(correlation):
+    torch.manual_seed(3)
+    blurred, _ = linear_blur(natural_image(3, 200, texture=0.0), motion_psf(9))
+    noisy = blurred + 0.02 * correlated_noise(correlation, blurred.shape, seed=1)
+    assert estimate_channel_correlation(noisy).item() == pytest.approx(correlation, abs=0.06)
+
+
+def test_channel_correlation_of_grey_one_channel_and_noiseless_images_is_one():
+    grey = (0.5 + 0.01 * torch.randn(2, 1, 64, 64)).expand(-1, 3, -1, -1)
+    torch.testing.assert_close(estimate_channel_correlation(grey), torch.ones(2))
+    assert estimate_channel_correlation(torch.rand(1, 1, 64, 64)).tolist() == [1.0]
+    assert estimate_channel_correlation(torch.full((1, 3, 16, 16), 0.5)).tolist() == [1.0]
 
 
 def test_signal_to_noise_db_per_image():

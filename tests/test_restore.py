@@ -195,6 +195,24 @@ def test_tiled_agrees_with_untiled_away_from_the_border(base, reference, example
     assert _interior_difference(seams, np.clip(reference, 0, 1)) > 2e-2
 
 
+def test_a_network_told_the_noise_is_told_that_of_the_whole_image_in_every_tile(base, example):
+    torch.manual_seed(0)
+    told = tiny_net()
+    told_config = dataclasses.replace(told.config, noise_conditioning=True)
+    net = DeblurNet(told_config)
+    net.load_state_dict(told.state_dict(), strict=False)
+    with torch.no_grad():
+        for parameter in net.conditioning.parameters():
+            parameter.normal_(0, 0.5)
+    net.eval()
+    image = base.astype(np.float32)
+    whole = deblur(image, example[2], model=net)
+    tiled = deblur(image, example[2], model=net, tile=200, overlap=96)
+    assert _interior_difference(tiled, whole) < 2e-3
+    # given a noise level, the network is told it
+    assert np.abs(deblur(image, example[2], model=net, noise_sigma=0.05) - whole).max() > 1e-3
+
+
 def test_tile_size_from_a_memory_budget(base, reference, example, net):
     image = base.astype(np.float32)
     small = deblur(image, example[2], model=net, overlap=96, max_memory=40 * 1024**2)
