@@ -212,6 +212,7 @@ def test_every_shipped_model_loads_with_a_card_that_names_it_and_its_measurement
         ModelConfig(blocks=0, channels=4, kernel_size=1, head="direct", image_channels=1),
         ModelConfig(channels=4, context_levels=4, snr_db=(10.0, 20.0), learn_nsr=True),
         ModelConfig(channels=5, kernel_size=7, context_levels=1, head="mix", image_channels=4),
+        ModelConfig(blocks=2, channels=6, kernel_size=3, noise_conditioning=True),
     ],
 )
 def test_computed_shapes_are_those_of_the_built_model(config):
