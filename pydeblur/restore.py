@@ -366,14 +366,17 @@ class Deblurrer:
         bfloat16 = self.precision == "bfloat16"
 
         from pydeblur.model import noise_descriptor
+        from pydeblur.noise import estimate_noise_sigma
 
-        given = None if noise_sigma is None else torch.tensor([float(noise_sigma)])
+        told = net is not None and net.conditioning is not None
+        sigma = None  # the whole image's noise level, for the conditioning and the last steps
+        if told or (net is not None and net.refines):
+            if noise_sigma is None:
+                sigma = estimate_noise_sigma(rgb)
+            else:
+                sigma = torch.tensor([float(noise_sigma)])
         # A network told the noise is told that of the whole image, the same in every tile.
-        noise = (
-            {"noise": noise_descriptor(rgb, given).to(self.device)}
-            if net is not None and net.conditioning is not None
-            else {}
-        )
+        noise = {"noise": noise_descriptor(rgb, sigma).to(self.device)} if told else {}
 
         def network(part: torch.Tensor) -> torch.Tensor:
             with torch.autocast(self.device.type, torch.bfloat16, enabled=bfloat16):
@@ -388,12 +391,7 @@ class Deblurrer:
             out = tiling.run_tiled(network, refilled, tile, overlap)
         if net is None or not net.refines:
             return out
-        from pydeblur.noise import estimate_noise_sigma
-
-        if noise_sigma is None:
-            sigma = estimate_noise_sigma(rgb).to(self.device)
-        else:
-            sigma = torch.tensor([float(noise_sigma)], device=self.device)
+        sigma = sigma.to(self.device)
         if trusted is not None:
             trusted = trusted.to(self.device)
         if net.stages is not None:
