@@ -25,6 +25,10 @@ def test_levin_items_and_the_blurred_baseline():
     integer = levin_scoring.shifted_psnr(blurred, sharp, step=1).mean().item()
     assert integer == pytest.approx(23.2, abs=0.1)
     assert levin_scoring.shifted_psnr(blurred, sharp).mean().item() > integer
+    # The set's noise level is fixed (the Haar reading, 0.74 of 255 on average), whatever the
+    # library's estimator reads: FDN's row and levin-synthetic were defined with it.
+    sigma = torch.tensor([item["noise_var"] ** 0.5 for item in items]).mean().item()
+    assert sigma * 255 == pytest.approx(0.741, abs=0.001)
 
 
 def test_levin_synthetic_items_blur_the_sharp_images_exactly():

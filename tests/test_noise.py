@@ -88,6 +88,10 @@ def test_noise_estimate_on_a_blurred_image():
         estimate = estimate_noise_sigma(blurred + sigma * torch.randn_like(blurred))
         assert estimate.shape == (1,)
         assert estimate.item() == pytest.approx(sigma, rel=0.15)
+    # Nearly clean photos: the third difference leaves the blurred signal out at 0.1 % noise too.
+    for sigma in (0.001, 0.003):
+        estimate = estimate_noise_sigma(blurred + sigma * torch.randn_like(blurred))
+        assert estimate.item() == pytest.approx(sigma, rel=0.08)
     # The floor of an 8-bit photo's noise: the standard deviation of rounding to 1/255.
     rounding = torch.rand(1_000_000, generator=torch.Generator().manual_seed(0)) - 0.5
     assert float(rounding.std() / 255) == pytest.approx(MIN_SIGMA, rel=1e-2)
@@ -149,3 +153,11 @@ def test_snr_to_nsr_keeps_a_tensor_differentiable(device):
     nsr.sum().backward()
     expected = -torch.log(torch.tensor(10.0)) / 10 * torch.tensor([0.1, 0.001])
     torch.testing.assert_close(snr.grad.cpu(), expected)
+
+
+def test_noise_estimate_of_images_under_4_px_a_side():
+    torch.manual_seed(4)
+    assert estimate_noise_sigma(torch.rand(2, 3, 3, 3)).tolist() == [0.0, 0.0]
+    for shape in ((2, 200), (200, 2)):
+        noise = 0.02 * torch.randn(1, 3, *shape)
+        assert estimate_noise_sigma(noise).item() == pytest.approx(0.02, rel=0.15)
