@@ -5,16 +5,21 @@ new (mixed third difference). Run from the repository root:
     PYTHONPATH=. python benchmarks/results/2026-12-04-noise-estimator/channel_correlation.py
 """
 
+import sys
+from pathlib import Path
+
 import torch
 
 from pydeblur import datasets
 from pydeblur.noise import estimate_channel_correlation, expected_noise_variance
 
+sys.path.insert(0, str(Path(__file__).parent))
+from compare import haar_detail  # noqa: E402
+
 
 def haar_correlation(y: torch.Tensor) -> torch.Tensor:
-    h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
-    v = y[..., :h, :w]
-    d = (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
+    """`estimate_channel_correlation` as it was before 2026-12-04, on the Haar detail."""
+    d = haar_detail(y)
     each = d.flatten(1).abs().median(dim=1).values
     mean = d.mean(dim=1).flatten(1).abs().median(dim=1).values
     c = y.shape[1]
