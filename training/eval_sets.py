@@ -145,13 +145,18 @@ def levin_synthetic_items(
 
 def _capture_noise_sigma(capture: torch.Tensor) -> torch.Tensor:
     """The noise level the Levin sets are defined with: the MAD / 0.6745 of the capture's ([1, H, W])
-    finest diagonal Haar detail, the estimator `pydeblur.noise` had when FDN's row was verified and
-    levin-synthetic made. Kept here, apart from the library's estimator (which reads lower on the
-    captures, docs/evaluation.md), so that the sets and the peer's input stay as they were."""
-    h, w = (capture.shape[-2] // 2) * 2, (capture.shape[-1] // 2) * 2
-    v = capture[..., :h, :w]
-    detail = (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
-    return detail.abs().median() / 0.6745
+    `haar_detail`, the estimator `pydeblur.noise` had when FDN's row was verified and levin-synthetic
+    made. Kept here, apart from the library's estimator (which reads lower on the captures,
+    docs/evaluation.md), so that the sets and the peer's input stay as they were."""
+    return haar_detail(capture).abs().median() / 0.6745
+
+
+def haar_detail(y: torch.Tensor) -> torch.Tensor:
+    """The finest diagonal Haar detail of y [..., H, W]: [..., H // 2, W // 2], the noise detail
+    `pydeblur.noise` read before 2026-12-04 (as skimage.restoration.estimate_sigma)."""
+    h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
+    v = y[..., :h, :w]
+    return (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
 
 
 def noise_estimate_error(items: list[dict]) -> dict | None:

@@ -5,16 +5,11 @@ new (mixed third difference). Run from the repository root:
     PYTHONPATH=. python benchmarks/results/2026-12-04-noise-estimator/channel_correlation.py
 """
 
-import sys
-from pathlib import Path
-
 import torch
 
 from pydeblur import datasets
 from pydeblur.noise import estimate_channel_correlation, expected_noise_variance
-
-sys.path.insert(0, str(Path(__file__).parent))
-from compare import haar_detail  # noqa: E402
+from training.eval_sets import haar_detail
 
 
 def haar_correlation(y: torch.Tensor) -> torch.Tensor:

@@ -13,16 +13,9 @@ from pydeblur.noise import estimate_noise_sigma
 from training import eval_sets
 
 
-def haar_detail(y: torch.Tensor) -> torch.Tensor:
-    """The finest diagonal Haar detail of y [B, C, H, W]: the library's noise detail before 2026-12-04."""
-    h, w = (y.shape[-2] // 2) * 2, (y.shape[-1] // 2) * 2
-    v = y[..., :h, :w]
-    return (v[..., 0::2, 0::2] - v[..., 0::2, 1::2] - v[..., 1::2, 0::2] + v[..., 1::2, 1::2]) / 2
-
-
 def haar_sigma(y: torch.Tensor) -> torch.Tensor:
     """The estimator before 2026-12-04 (as skimage.restoration.estimate_sigma)."""
-    return haar_detail(y).flatten(1).abs().median(dim=1).values / 0.6745
+    return eval_sets.haar_detail(y).flatten(1).abs().median(dim=1).values / 0.6745
 
 
 def relative_error(items, estimator) -> tuple[float, float, float]:
