@@ -1,0 +1,209 @@
+"""An unrolled half-quadratic-splitting network in FDN's form: every stage a closed-form solve.
+
+Stage t maps the estimate x_{t-1} (on the padded canvas) to
+
+    X_t = (lam_t conj(K) Y_t + G_t X_{t-1} + F(cnn_t(x_{t-1}, sigma))) / (lam_t |K|^2 + G_t)
+
+with K the OTF of the PSF, G_t = sum_i |F_ti|^2 the power of the stage's learned filters f_ti (FDN's
+quadratic prior, Kruse et al., ICCV 2017), lam_t = exp(a_t) / sigma^2 the data weight at the noise
+level sigma of the blurred image (given or estimated), and cnn_t a small CNN told x_{t-1} and the
+noise level. With cnn_t = 0 (its last convolution starts at zero) the stage is the proximal step
+argmin_u lam ||k * u - y||^2 + sum_i ||f_i * (u - x_{t-1})||^2; the CNN learns what the prior
+adds to that (FDN's cnn(x) stands for sum_i f_i^T phi_i(f_i * x); ours is that minus G x).
+
+Boundaries: the image is extended by `pydeblur.boundary.pad_periodic` (x_0 is that canvas); from the
+second stage on, the data outside the image are the current estimate blurred (FDN's boundary
+adjustment, `pydeblur.physics.data_where_trusted`), so the solve is exact inside the image and neutral
+outside it. The FFT solve runs in float64 (the denominators reach ~1e-6 at low noise), the CNNs in the
+input's dtype (or under autocast).
+
+Unlike `pydeblur.model.DeblurNet` it has no Wiener bank and no network before the stages: the stages
+are the whole model, trained stage by stage and then jointly (`training/train_hqs.py`).
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pydeblur.boundary import crop, embed, pad_periodic
+from pydeblur.noise import MIN_SIGMA, estimate_noise_sigma
+from pydeblur.physics import data_where_trusted, psf2otf
+
+SIGMA_SCALE = 20.0  # the noise map the CNNs see: sigma x this (0.05 -> 1)
+FILTER_SCALE = 0.2  # the filters start as this x the 5x5 orthonormal DCT basis without its constant
+START_LOG_WEIGHT = math.log(1e-2)  # a_t at the start: lam = 0.01 / sigma^2
+
+
+@dataclasses.dataclass(frozen=True)
+class HQSConfig:
+    """The shape of an `HQSNet`.
+
+    stages: how many stages; channels, layers: each stage CNN's width and convolutions (3x3);
+    filters, filter_size: the learned prior filters per stage (at most filter_size^2 - 1);
+    image_channels: 3 (colour, the channels solved jointly by the CNN) or 1.
+
+    >>> HQSConfig.from_dict(HQSConfig(stages=2).to_dict()).stages
+    2
+    """
+
+    stages: int = 6
+    channels: int = 32
+    layers: int = 5
+    filters: int = 24
+    filter_size: int = 5
+    image_channels: int = 3
+
+    def __post_init__(self):
+        if not 1 <= self.stages <= 20:
+            raise ValueError(f"stages must be in 1..20, got {self.stages}")
+        if self.channels < 1 or self.layers < 2:
+            raise ValueError(
+                f"channels must be >= 1 and layers >= 2, got {self.channels}, {self.layers}"
+            )
+        if self.filter_size < 2 or not 1 <= self.filters <= self.filter_size**2 - 1:
+            raise ValueError(
+                f"filters must be in 1..filter_size^2 - 1, got {self.filters} for {self.filter_size}"
+            )
+        if self.image_channels not in (1, 3):
+            raise ValueError(f"image_channels must be 1 or 3, got {self.image_channels}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "HQSConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown HQSConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+def dct_filters(size: int, count: int) -> torch.Tensor:
+    """The first `count` elements of the 2-D orthonormal DCT-II basis of size x size, without the
+    constant one, ordered by frequency: [count, size, size] float32, each of zero mean and unit norm.
+
+    >>> f = dct_filters(5, 24)
+    >>> f.shape, bool(f.sum(dim=(1, 2)).abs().max() < 1e-6), round(float(f[0].norm()), 4)
+    (torch.Size([24, 5, 5]), True, 1.0)
+    """
+    n = np.arange(size)
+    basis = np.cos(np.pi * (n[None, :] + 0.5) * n[:, None] / size) * np.sqrt(2 / size)
+    basis[0] /= np.sqrt(2)  # rows: frequencies u; columns: samples m
+    pairs = sorted(((u, v) for u in range(size) for v in range(size) if u or v), key=sum)
+    filters = np.stack([np.outer(basis[u], basis[v]) for u, v in pairs[:count]])
+    return torch.from_numpy(filters).float()
+
+
+class PriorCNN(nn.Module):
+    """The stage's CNN: [B, C + 1, H, W] (the estimate and the noise map) -> [B, C, H, W]. `layers`
+    3x3 convolutions with ELU between them (zero padding), the last one starting at zero.
+
+    >>> cnn = PriorCNN(3, channels=8, layers=3)
+    >>> float(cnn(torch.rand(1, 4, 9, 9)).abs().max())
+    0.0
+    """
+
+    def __init__(self, image_channels: int, channels: int, layers: int):
+        super().__init__()
+        widths = [image_channels + 1] + [channels] * (layers - 1) + [image_channels]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+        nn.init.zeros_(self.convs[-1].weight)
+        nn.init.zeros_(self.convs[-1].bias)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs
+        for conv in self.convs[:-1]:
+            x = F.elu(conv(x))
+        return self.convs[-1](x)
+
+
+class HQSStage(nn.Module):
+    """One stage's learned parts: the prior filters, the data weight's log scale a_t, the CNN.
+
+    >>> stage = HQSStage(HQSConfig(channels=8))
+    >>> tuple(stage.filters.shape), round(stage.log_weight.exp().item(), 4)
+    ((24, 5, 5), 0.01)
+    >>> power = stage.filter_power((16, 16))  # G: zero at the origin (no filter has a mean)
+    >>> tuple(power.shape), round(power[0, 0].item(), 9)
+    ((16, 9), 0.0)
+    """
+
+    def __init__(self, config: HQSConfig):
+        super().__init__()
+        start = dct_filters(config.filter_size, config.filters) * FILTER_SCALE
+        self.filters = nn.Parameter(start)
+        self.log_weight = nn.Parameter(torch.tensor(START_LOG_WEIGHT))
+        self.cnn = PriorCNN(config.image_channels, config.channels, config.layers)
+
+    def filter_power(self, shape: tuple[int, int]) -> torch.Tensor:
+        """G = sum_i |F_i|^2 on a canvas of `shape`: [H, W // 2 + 1] float64 (the rfft2 layout; the
+        filters' placement does not change their power)."""
+        padded = F.pad(
+            self.filters.double(),
+            (0, shape[1] - self.filters.shape[-1], 0, shape[0] - self.filters.shape[-2]),
+        )
+        return torch.fft.rfft2(padded).abs().pow(2).sum(dim=0)
+
+
+class HQSNet(nn.Module):
+    """`config.stages` stages (module docstring): blurred [B, C, H, W], psf [B, 1, kh, kw] and
+    optionally the noise sigma [B] (else estimated from blurred) -> the deblurred images [B, C, H, W].
+    `upto` runs only the first stages (greedy training).
+
+    >>> net = HQSNet(HQSConfig(stages=2, channels=8, layers=3))
+    >>> blurred = torch.rand(2, 3, 24, 24)
+    >>> net(blurred, torch.full((2, 1, 5, 5), 1 / 25)).shape
+    torch.Size([2, 3, 24, 24])
+    """
+
+    def __init__(self, config: HQSConfig):
+        super().__init__()
+        self.config = config
+        self.stages = nn.ModuleList(HQSStage(config) for _ in range(config.stages))
+
+    def forward(
+        self,
+        blurred: torch.Tensor,
+        psf: torch.Tensor,
+        sigma: torch.Tensor | None = None,
+        upto: int | None = None,
+        frozen: int = 0,
+    ) -> torch.Tensor:
+        """frozen: the first `frozen` stages run without gradients (greedy training of the next)."""
+        if sigma is None:
+            sigma = estimate_noise_sigma(blurred.float())
+        sigma = sigma.to(blurred.device).double().clamp_min(MIN_SIGMA).reshape(-1, 1, 1, 1)
+        kh, kw = psf.shape[-2:]
+        canvas_y, padding = pad_periodic(blurred.float(), (kh, kw))
+        shape = canvas_y.shape[-2:]
+        inside = embed(torch.ones_like(blurred[:, :1]), padding, shape, 0.0).double()
+        otf = psf2otf(psf.double(), shape, half_spectrum=True)
+        y = canvas_y.double()
+        y_spectrum = otf.conj() * torch.fft.rfft2(y)
+        noise_map = (sigma.float() * SIGMA_SCALE).expand(-1, 1, *shape).to(blurred.dtype)
+        x = canvas_y
+        for index, stage in enumerate(self.stages[:upto]):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and index >= frozen):
+                x = self._stage(stage, index, x, y, y_spectrum, otf, inside, sigma, noise_map)
+        return crop(x, padding).to(blurred.dtype)
+
+    @staticmethod
+    def _stage(stage, index, x, y, y_spectrum, otf, inside, sigma, noise_map) -> torch.Tensor:
+        lam = stage.log_weight.double().exp() / sigma**2
+        if index > 0:  # boundary adjustment: outside the image the data are the estimate blurred
+            y_spectrum = otf.conj() * torch.fft.rfft2(
+                data_where_trusted(y, x.double(), otf, inside)
+            )
+        power = stage.filter_power(tuple(x.shape[-2:]))
+        correction = stage.cnn(torch.cat([x.to(noise_map.dtype), noise_map], dim=1))
+        numerator = lam * y_spectrum + power * torch.fft.rfft2(x.double())
+        numerator = numerator + torch.fft.rfft2(correction.double())
+        solved = torch.fft.irfft2(numerator / (lam * otf.abs() ** 2 + power), s=x.shape[-2:])
+        return solved.float()

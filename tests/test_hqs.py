@@ -1,0 +1,174 @@
+"""The HQS network (pydeblur.hqs) and its training script (training.train_hqs)."""
+
+import argparse
+
+import pytest
+import torch
+
+from pydeblur.boundary import embed, pad_periodic
+from pydeblur.hqs import HQSConfig, HQSNet, dct_filters
+from pydeblur.physics import circular_convolve, psf2otf
+from tests.test_train import SyntheticBlur, val_batches
+from training.train_hqs import is_hqs, load_hqs, phases, run, save_hqs
+
+
+def _inputs(batch=2, size=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    blurred = torch.rand(batch, 3, size, size, generator=g)
+    psf = torch.rand(batch, 1, 5, 5, generator=g)
+    return blurred, psf / psf.sum(dim=(-2, -1), keepdim=True)
+
+
+def test_the_dct_filters_are_orthonormal_and_of_zero_mean():
+    filters = dct_filters(5, 24).flatten(1).double()
+    assert torch.allclose(filters @ filters.T, torch.eye(24, dtype=torch.float64), atol=1e-6)
+    assert filters.sum(dim=1).abs().max() < 1e-6
+
+
+def test_a_stage_whose_cnn_is_zero_is_the_proximal_step():
+    """X = (lam K* Y + G X0) / (lam |K|^2 + G) minimises lam ||k u - y||^2 + sum_i ||f_i (u - x0)||^2:
+    the objective's gradient vanishes there (and not at x0)."""
+    net = HQSNet(HQSConfig(stages=1, channels=4, layers=2)).double()
+    stage = net.stages[0]
+    x0, y = (torch.rand(1, 3, 16, 16, dtype=torch.float64) for _ in range(2))
+    psf = torch.rand(1, 1, 3, 3, dtype=torch.float64)
+    otf = psf2otf(psf / psf.sum(), (16, 16), half_spectrum=True)
+    sigma = torch.full((1, 1, 1, 1), 0.05, dtype=torch.float64)
+    inside = torch.ones(1, 1, 16, 16, dtype=torch.float64)
+    noise = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    y_spectrum = otf.conj() * torch.fft.rfft2(y)
+    solved = HQSNet._stage(stage, 0, x0, y, y_spectrum, otf, inside, sigma, noise).double()
+    lam = stage.log_weight.exp().item() / 0.05**2
+    filters = stage.filters.detach().double()[:, None]
+
+    def gradient(u):
+        u = u.detach().clone().requires_grad_(True)
+        data = lam * (circular_convolve(u, otf) - y).pow(2).sum()
+        diff = torch.nn.functional.pad(u - x0, (2, 2, 2, 2), mode="circular")
+        prior = torch.nn.functional.conv2d(diff.transpose(0, 1), filters).pow(2).sum()
+        (data + prior).backward()
+        return u.grad
+
+    assert gradient(solved).abs().max() < 1e-6 * gradient(x0).abs().max()
+
+
+def test_the_network_keeps_shapes_and_every_part_learns():
+    blurred, psf = _inputs()
+    net = HQSNet(HQSConfig(stages=2, channels=8, layers=3))
+    for stage in net.stages:  # the last convolutions start at zero: give them something
+        torch.nn.init.normal_(stage.cnn.convs[-1].weight, std=0.01)
+    out = net(blurred, psf, torch.tensor([0.01, 0.02]))
+    assert out.shape == blurred.shape and out.dtype == blurred.dtype
+    out.square().mean().backward()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_greedy_runs_leave_the_frozen_stages_without_gradients():
+    blurred, psf = _inputs()
+    net = HQSNet(HQSConfig(stages=3, channels=4, layers=2))
+    net(blurred, psf, upto=2, frozen=1).sum().backward()
+    assert all(p.grad is None for p in net.stages[0].parameters())
+    assert all(p.grad is not None for p in net.stages[1].parameters())
+    assert all(p.grad is None for p in net.stages[2].parameters())
+
+
+def test_the_data_outside_the_image_do_not_move_the_solve_after_the_first_stage():
+    """Boundary adjustment: from stage 2 on, the canvas's padding is filled by the estimate blurred,
+    so changing the blurred image's periodic extension changes nothing (checked by hand-built
+    canvases through the stage directly)."""
+    net = HQSNet(HQSConfig(stages=2, channels=4, layers=2)).double()
+    blurred, psf = _inputs(batch=1)
+    canvas, padding = pad_periodic(blurred.double(), (5, 5))
+    shape = canvas.shape[-2:]
+    inside = embed(torch.ones(1, 1, 24, 24, dtype=torch.float64), padding, shape, 0.0)
+    otf = psf2otf(psf.double(), shape, half_spectrum=True)
+    sigma = torch.full((1, 1, 1, 1), 0.02, dtype=torch.float64)
+    noise = torch.zeros(1, 1, *shape, dtype=torch.float64)
+    other = torch.where(inside > 0, canvas, torch.rand_like(canvas))
+    results = [
+        HQSNet._stage(
+            net.stages[1], 1, canvas, y, otf.conj() * torch.fft.rfft2(y), otf, inside, sigma, noise
+        )
+        for y in (canvas, other)
+    ]
+    assert torch.allclose(*results, atol=1e-5)
+
+
+def test_config_refuses_impossible_shapes():
+    with pytest.raises(ValueError, match="filters"):
+        HQSConfig(filters=25, filter_size=5)
+    with pytest.raises(ValueError, match="stages"):
+        HQSConfig(stages=0)
+    with pytest.raises(ValueError, match="unknown HQSConfig fields"):
+        HQSConfig.from_dict({"stages": 2, "width": 3})
+
+
+def test_weights_round_trip_and_are_told_apart_from_deblurnet_weights(tmp_path):
+    net = HQSNet(HQSConfig(stages=2, channels=4, layers=2))
+    torch.nn.init.normal_(net.stages[1].cnn.convs[-1].weight)
+    path = tmp_path / "hqs.safetensors"
+    save_hqs(net, path, {"steps": 3})
+    loaded = load_hqs(path)
+    blurred, psf = _inputs()
+    assert is_hqs(path) and loaded.config == net.config
+    assert torch.equal(loaded(blurred, psf), net.eval()(blurred, psf))
+    from pydeblur.weights_io import resolve_weights
+
+    assert not is_hqs(resolve_weights("default"))
+    with pytest.raises(ValueError, match="not an HQSNet"):
+        load_hqs(resolve_weights("default"))
+
+
+def test_the_phases_go_stage_by_stage_then_jointly():
+    assert phases(3, 5, 7) == [(1, 0, 5), (2, 1, 5), (3, 2, 5), (3, 0, 7)]
+    assert phases(2, 0, 7) == [(2, 0, 7)]
+
+
+def _args(tmp_path, **changes):
+    values = dict(
+        out=str(tmp_path / "run"),
+        stages=2,
+        channels=4,
+        greedy_steps=2,
+        joint_steps=3,
+        epoch_steps=2,
+        lr=1e-3,
+        batch_size=2,
+        psf_error=0.1,
+        workers=0,
+        device="cpu",
+        bf16=False,
+        max_minutes=0.0,
+        resume=False,
+    )
+    return argparse.Namespace(**{**values, **changes})
+
+
+def test_a_run_trains_every_phase_and_resume_continues_it(tmp_path):
+    import json
+
+    args = _args(tmp_path)
+    (tmp_path / "run").mkdir()
+    model = run(args, SyntheticBlur(length=16), val_batches())
+    out = tmp_path / "run"
+    for phase in (1, 2, 3):
+        card = json.loads((out / f"phase{phase}.json").read_text())
+        assert card["family"] == "hqs" and "val_psnr" in card["history"][-1]
+    final = load_hqs(out / "phase3.safetensors")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(final.state_dict().values(), model.state_dict().values(), strict=True)
+    )
+    # A run stopped after its first epoch continues from it.
+    stopped = _args(tmp_path, out=str(tmp_path / "stopped"), max_minutes=1e-9)
+    (tmp_path / "stopped").mkdir()
+    run(stopped, SyntheticBlur(length=16), val_batches())
+    state = torch.load(tmp_path / "stopped" / "last.pt", weights_only=True)
+    assert (state["phase"], state["step"]) == (1, 0)  # its first phase done
+    run(
+        _args(tmp_path, out=str(tmp_path / "stopped"), resume=True),
+        SyntheticBlur(length=16),
+        val_batches(),
+    )
+    assert (tmp_path / "stopped" / "phase3.safetensors").exists()

@@ -1,0 +1,244 @@
+"""Train an `pydeblur.hqs.HQSNet`: stage by stage (greedy), then all stages jointly.
+
+    python -m training.train_hqs --out RUN [--stages 4] [--greedy-steps 700] [--joint-steps 3000]
+                                 [--data PHOTOS] [--bf16] [--max-minutes M] [--resume]
+
+Phase t (1..stages) trains stage t alone, the stages before it frozen, for --greedy-steps; the last
+phase trains every stage for --joint-steps. Data, noise and kernel errors are the shipped `default`
+recipe's (`training.configs.RECIPES`, with --grey / --correlated-noise as `training.train` has them),
+the loss is the PSNR loss. After every --epoch-steps steps the run writes RUN/last.pt (model,
+optimizer, phase and step, RNG: `--resume` continues it) and, at the end of every phase, the weights
+RUN/phaseN.safetensors with a JSON card and the validation PSNR (the val split at the paper's noise,
+as `training.train` validates). --max-minutes stops at a step boundary, the checkpoint saved.
+"""
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from pydeblur import datasets
+from pydeblur.atomic import atomic_path
+from pydeblur.hqs import HQSConfig, HQSNet
+from pydeblur.metrics import psnr
+from pydeblur.noise import estimate_noise_sigma
+from training.checkpoints import atomic_save, load_checkpoint, rng_state, set_rng_state
+from training.configs import RECIPES, TrainOptions
+from training.train_data import build_data, perturb_psf, unpack
+
+WEIGHT_LR_FACTOR = 20.0  # the stages' log data weights: one number each, they must move fast
+
+
+def phases(stages: int, greedy_steps: int, joint_steps: int) -> list[tuple[int, int, int]]:
+    """(stages run, stages frozen, steps) per phase.
+
+    >>> phases(2, 10, 30)
+    [(1, 0, 10), (2, 1, 10), (2, 0, 30)]
+    """
+    greedy = [(t, t - 1, greedy_steps) for t in range(1, stages + 1) if greedy_steps > 0]
+    return greedy + ([(stages, 0, joint_steps)] if joint_steps > 0 else [])
+
+
+def save_hqs(model: HQSNet, path: Path, card: dict) -> None:
+    """The weights (.safetensors, the config in its header) and the card beside them (.json)."""
+    config = model.config.to_dict()
+    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"family": "hqs", "config": json.dumps(config)})
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({**card, "family": "hqs", "config": config}, indent=2))
+
+
+def _header(path: str | Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata() or {}
+
+
+def is_hqs(path: str | Path) -> bool:
+    """Whether path is a .safetensors file written by `save_hqs`."""
+    return str(path).endswith(".safetensors") and _header(path).get("family") == "hqs"
+
+
+def load_hqs(path: str | Path) -> HQSNet:
+    """An `HQSNet` from `save_hqs`'s file."""
+    metadata = _header(path)
+    if metadata.get("family") != "hqs":
+        raise ValueError(f"{path}: not an HQSNet weights file (no family 'hqs' in its header)")
+    model = HQSNet(HQSConfig.from_dict(json.loads(metadata["config"])))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+@torch.no_grad()
+def validate(model: HQSNet, val_batches, upto: int) -> float:
+    model.eval()
+    scores = [
+        psnr(model(b, k, upto=upto).float().clamp(0, 1), s.float()) for b, k, s in val_batches
+    ]
+    model.train()
+    return float(torch.cat(scores).mean())
+
+
+def optimizer_for(model: HQSNet, lr: float) -> torch.optim.Adam:
+    named = list(model.named_parameters())
+    weights = [p for n, p in named if n.endswith("log_weight")]
+    others = [p for n, p in named if not n.endswith("log_weight")]
+    return torch.optim.Adam(
+        [{"params": others, "lr": lr}, {"params": weights, "lr": lr * WEIGHT_LR_FACTOR}], lr=lr
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--data")
+    parser.add_argument("--stages", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--greedy-steps", type=int, default=700)
+    parser.add_argument("--joint-steps", type=int, default=3000)
+    parser.add_argument("--epoch-steps", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--grey", type=float, default=0.2)
+    parser.add_argument("--correlated-noise", type=float, default=0.2)
+    parser.add_argument("--psf-error", type=float, default=0.3)
+    parser.add_argument("--val-crops", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--max-minutes", type=float, default=0.0)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.resume:
+        saved = json.loads((out / "args.json").read_text())
+        saved.update(resume=True, max_minutes=args.max_minutes)
+        args = argparse.Namespace(**saved)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "args.json").write_text(json.dumps(vars(args), indent=2))
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    recipe = {
+        k: v for k, v in RECIPES["default"].items() if k in ("photons", "gauss", "photo_scales")
+    }
+    opts = TrainOptions(
+        config="default",
+        out=str(out),
+        data=args.data,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        val_crops=args.val_crops,
+        val_crop=128,
+        grey=args.grey,
+        correlated_noise=args.correlated_noise,
+        **recipe,
+    )
+    train_data, val_batches = build_data(opts)
+    run(args, train_data, val_batches)
+
+
+def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
+    """The phases of `args` on train_data (items as `pydeblur.datasets.BlurredCrops`') -> the model;
+    val_batches: (blurred, psf, sharp) tuples."""
+    out = Path(args.out)
+    device = torch.device(args.device)
+    config = HQSConfig(stages=args.stages, channels=args.channels)
+    model = HQSNet(config).to(device)
+    plan = phases(args.stages, args.greedy_steps, args.joint_steps)
+    phase, step, history = 0, 0, []
+    optimizer = optimizer_for(model, args.lr)
+    if args.resume:
+        state = load_checkpoint(out / "last.pt")
+        model.load_state_dict(state["model"])
+        phase, step = int(state["phase"]), int(state["step"])
+        history = json.loads(state["history"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+    started = time.perf_counter()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    loader = datasets.make_loader(
+        train_data,
+        args.batch_size,
+        workers=args.workers,
+        drop_last=True,
+        sampler=datasets.EpochSampler(len(train_data), args.epoch_steps * args.batch_size, 0),
+    )
+    while phase < len(plan):
+        upto, frozen, steps = plan[phase]
+        loader.sampler.set_epoch(len(history))
+        total, count, tick = 0.0, 0, time.perf_counter()
+        for batch in loader:
+            blurred, psf, sharp = (t.to(device) for t in unpack(batch))
+            sigma = estimate_noise_sigma(blurred)
+            if args.psf_error > 0:
+                psf = perturb_psf(psf, torch.rand(psf.shape[0]) * args.psf_error)
+            lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+            for group, factor in zip(optimizer.param_groups, (1, WEIGHT_LR_FACTOR), strict=True):
+                group["lr"] = lr * factor
+            with autocast:
+                output = model(blurred, psf, sigma, upto=upto, frozen=frozen)
+            per_image = (output.float() - sharp).pow(2).flatten(1).mean(1)
+            loss = torch.log10(per_image + 1e-8).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total, count, step = total + loss.item(), count + 1, step + 1
+            if step >= steps:
+                break
+        row = {
+            "phase": phase + 1,
+            "stages": upto,
+            "frozen": frozen,
+            "step": step,
+            "loss": total / max(1, count),
+            "s_per_step": (time.perf_counter() - tick) / max(1, count),
+            "weights": [round(s.log_weight.exp().item(), 5) for s in model.stages[:upto]],
+        }
+        done = step >= steps
+        if done:
+            row["val_psnr"] = validate(model, val_batches, upto)
+            card = {
+                "phase": phase + 1,
+                "plan": plan,
+                "history": history + [row],
+                "args": vars(args),
+            }
+            save_hqs(model, out / f"phase{phase + 1}.safetensors", card)
+            phase, step = phase + 1, 0
+            optimizer = optimizer_for(model, args.lr)  # fresh moments for the next phase
+        history.append(row)
+        print(json.dumps(row), flush=True)
+        card = {
+            "phase": min(phase + 1, len(plan)),
+            "plan": plan,
+            "history": history,
+            "args": vars(args),
+        }
+        save_hqs(model, out / "last.safetensors", card)
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "phase": phase,
+            "step": step,
+            "history": json.dumps(history),
+            "rng": rng_state(),
+        }
+        atomic_save(state, out / "last.pt")
+        if args.max_minutes and time.perf_counter() - started > 60 * args.max_minutes:
+            print(f"stopped after --max-minutes {args.max_minutes:g}", flush=True)
+            break
+    return model
+
+
+if __name__ == "__main__":
+    main()
