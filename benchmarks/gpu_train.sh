@@ -5,6 +5,7 @@
 # model card) and the log; it prints the validation PSNR of every epoch.
 #   bash benchmarks/gpu_train.sh --prepare          (here: copy the training photos into .gpu_data/)
 #   bash benchmarks/gpu_train.sh MINUTES OUT_DIR    (there, with carry=[".gpu_data"])
+#   FAMILY=hqs bash benchmarks/gpu_train.sh MINUTES OUT_DIR   (the HQS network from scratch instead)
 # Tested on the CPU with DEVICE=cpu BATCH=2 CROP=64 (tests/test_gpu_scripts.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,20 @@ data=${DATA:-.gpu_data/photos}
 run="$dest/train"
 mkdir -p "$run"
 set -o pipefail
+if [ "${FAMILY:-stages}" = "hqs" ]; then
+  # The HQS network (pydeblur.hqs) from scratch, all stages jointly, its learning rate's cosine
+  # spread over the minutes given; leaves hqs.pt (resume) and hqs.safetensors with its card.
+  PYTHONUNBUFFERED=1 timeout $((${minutes%.*} * 60 + 180)) $PY -m training.train_hqs --out "$run" \
+    --data "$data" --device "${DEVICE:-cuda}" --max-minutes "$minutes" --time-schedule \
+    --stages "${HQS_STAGES:-8}" --greedy-steps 0 --joint-steps 1000000 --bf16 \
+    --batch-size "${BATCH:-32}" --crop "${CROP:-128}" --epoch-steps "${STEPS:-100}" \
+    --workers "${WORKERS:-8}" --val-crops "${VAL_CROPS:-32}" 2>&1 | tee "$dest/train.log"
+  cp "$run/last.pt" "$dest/hqs.pt"
+  cp "$run/last.safetensors" "$dest/hqs.safetensors"
+  cp "$run/last.json" "$dest/hqs.json"
+  ls -l "$dest"
+  exit 0
+fi
 PYTHONUNBUFFERED=1 timeout $((${minutes%.*} * 60 + 180)) $PY -m training.train --config unrolled --out "$run" \
   --data "$data" --device "${DEVICE:-cuda}" --max-minutes "$minutes" --train-only stages \
   --init-from pydeblur/weights/default.safetensors --batch-size "${BATCH:-32}" --crop "${CROP:-128}" \

@@ -51,3 +51,41 @@ def test_gpu_train_script_leaves_a_small_checkpoint_and_prints_validation(tmp_pa
     checkpoint = out / "stages.pt"
     assert checkpoint.exists() and checkpoint.stat().st_size < 16 * 1024**2
     assert (out / "stages.safetensors").exists()
+
+
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"the training photos are not at {PHOTOS}")
+def test_gpu_train_script_trains_the_hqs_network_on_a_time_budget(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted(PHOTOS.glob("*.jpg"))[:8]:
+        shutil.copy(path, photos)
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "FAMILY": "hqs",
+        "HQS_STAGES": "2",
+        "DEVICE": "cpu",
+        "BATCH": "2",
+        "CROP": "48",
+        "STEPS": "2",
+        "WORKERS": "0",
+        "VAL_CROPS": "2",
+        "DATA": str(photos),
+    }
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["bash", "benchmarks/gpu_train.sh", "0.05", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert rows and "val_psnr" in rows[-1]
+    assert "stopped after --max-minutes" in result.stdout
+    assert (out / "hqs.pt").stat().st_size < 16 * 1024**2
+    from training.train_hqs import load_hqs
+
+    assert load_hqs(out / "hqs.safetensors").config.stages == 2

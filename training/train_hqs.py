@@ -9,7 +9,10 @@ recipe's (`training.configs.RECIPES`, with --grey / --correlated-noise as `train
 the loss is the PSNR loss. After every --epoch-steps steps the run writes RUN/last.pt (model,
 optimizer, phase and step, RNG: `--resume` continues it) and, at the end of every phase, the weights
 RUN/phaseN.safetensors with a JSON card and the validation PSNR (the val split at the paper's noise,
-as `training.train` validates). --max-minutes stops at a step boundary, the checkpoint saved.
+as `training.train` validates). --max-minutes stops at the end of an epoch, validated and saved;
+with --time-schedule the learning rate's cosine follows the elapsed share of that time where it is
+further along than the steps (a run on a time budget, such as `benchmarks/gpu_train.sh`'s, ends at
+its lowest rate).
 """
 
 import argparse
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data")
     parser.add_argument("--stages", type=int, default=4)
     parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--activation", default="elu", help="elu or relu (pydeblur.hqs.HQSConfig)")
     parser.add_argument("--greedy-steps", type=int, default=700)
     parser.add_argument("--joint-steps", type=int, default=3000)
     parser.add_argument("--epoch-steps", type=int, default=100)
@@ -115,12 +119,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--max-minutes", type=float, default=0.0)
+    parser.add_argument(
+        "--time-schedule",
+        action="store_true",
+        help="the learning rate's cosine follows the elapsed share of --max-minutes when that is "
+        "further along than the steps (a run on a time budget ends at its lowest rate)",
+    )
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.resume:
         saved = json.loads((out / "args.json").read_text())
         saved.update(resume=True, max_minutes=args.max_minutes)
+        if args.joint_steps != parser.get_default("joint_steps"):
+            saved["joint_steps"] = args.joint_steps  # a longer (or shorter) joint phase
         args = argparse.Namespace(**saved)
     out.mkdir(parents=True, exist_ok=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=2))
@@ -151,7 +163,9 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
     val_batches: (blurred, psf, sharp) tuples."""
     out = Path(args.out)
     device = torch.device(args.device)
-    config = HQSConfig(stages=args.stages, channels=args.channels)
+    config = HQSConfig(
+        stages=args.stages, channels=args.channels, activation=getattr(args, "activation", "elu")
+    )
     model = HQSNet(config).to(device)
     plan = phases(args.stages, args.greedy_steps, args.joint_steps)
     phase, step, history = 0, 0, []
@@ -181,7 +195,11 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
             sigma = estimate_noise_sigma(blurred)
             if args.psf_error > 0:
                 psf = perturb_psf(psf, torch.rand(psf.shape[0]) * args.psf_error)
-            lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+            progress = step / steps
+            if getattr(args, "time_schedule", False) and args.max_minutes:
+                elapsed = (time.perf_counter() - started) / (60 * args.max_minutes)
+                progress = min(1.0, max(progress, elapsed))
+            lr = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
             for group, factor in zip(optimizer.param_groups, (1, WEIGHT_LR_FACTOR), strict=True):
                 group["lr"] = lr * factor
             with autocast:
@@ -205,8 +223,10 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
             "weights": [round(s.log_weight.exp().item(), 5) for s in model.stages[:upto]],
         }
         done = step >= steps
-        if done:
+        out_of_time = args.max_minutes and time.perf_counter() - started > 60 * args.max_minutes
+        if done or out_of_time:
             row["val_psnr"] = validate(model, val_batches, upto)
+        if done:
             card = {
                 "phase": phase + 1,
                 "plan": plan,
@@ -234,7 +254,7 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
             "rng": rng_state(),
         }
         atomic_save(state, out / "last.pt")
-        if args.max_minutes and time.perf_counter() - started > 60 * args.max_minutes:
+        if out_of_time:
             print(f"stopped after --max-minutes {args.max_minutes:g}", flush=True)
             break
     return model
