@@ -37,6 +37,7 @@ SIGMA_SCALE = 20.0  # the noise map the CNNs see: sigma x this (0.05 -> 1)
 FILTER_SCALE = 0.2  # the filters start as this x the 5x5 orthonormal DCT basis without its constant
 START_LOG_WEIGHT = math.log(1e-2)  # a_t at the start: lam = 0.01 / sigma^2
 ACTIVATIONS = {"elu": F.elu, "relu": F.relu}
+RESIDUAL_GAIN = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +47,11 @@ class HQSConfig:
     stages: how many stages; channels, layers: each stage CNN's width and convolutions (3x3);
     filters, filter_size: the learned prior filters per stage (at most filter_size^2 - 1);
     image_channels: 3 (colour, the channels solved jointly by the CNN) or 1; activation: between the
-    CNN's convolutions, "elu" (FDN's) or "relu" (a third of the CPU time: ELU's exponential is slow).
+    CNN's convolutions, "elu" (FDN's) or "relu" (a third of the CPU time: ELU's exponential is slow);
+    start: x_0, "blurred" (FDN's start) or the name of a shipped `DeblurNet` (e.g. "robust") whose
+    output, frozen, the stages refine (its weights are kept in this model's); residual_input: the
+    CNNs are also told the data term's gradient, k^T (y - k * x) x `RESIDUAL_GAIN` / sigma (where the
+    estimate disagrees with the data, in units of the noise).
 
     >>> HQSConfig.from_dict(HQSConfig(stages=2).to_dict()).stages
     2
@@ -59,6 +64,8 @@ class HQSConfig:
     filter_size: int = 5
     image_channels: int = 3
     activation: str = "elu"
+    start: str = "blurred"
+    residual_input: bool = False
 
     def __post_init__(self):
         if not 1 <= self.stages <= 20:
@@ -115,10 +122,17 @@ class PriorCNN(nn.Module):
     0.0
     """
 
-    def __init__(self, image_channels: int, channels: int, layers: int, activation: str = "elu"):
+    def __init__(
+        self,
+        image_channels: int,
+        channels: int,
+        layers: int,
+        activation: str = "elu",
+        extra_inputs: int = 1,
+    ):
         super().__init__()
         self.activation = ACTIVATIONS[activation]
-        widths = [image_channels + 1] + [channels] * (layers - 1) + [image_channels]
+        widths = [image_channels + extra_inputs] + [channels] * (layers - 1) + [image_channels]
         self.convs = nn.ModuleList(
             nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
@@ -148,8 +162,9 @@ class HQSStage(nn.Module):
         start = dct_filters(config.filter_size, config.filters) * FILTER_SCALE
         self.filters = nn.Parameter(start)
         self.log_weight = nn.Parameter(torch.tensor(START_LOG_WEIGHT))
+        extra = 1 + (config.image_channels if config.residual_input else 0)
         self.cnn = PriorCNN(
-            config.image_channels, config.channels, config.layers, config.activation
+            config.image_channels, config.channels, config.layers, config.activation, extra
         )
 
     def filter_power(self, shape: tuple[int, int]) -> torch.Tensor:
@@ -177,6 +192,17 @@ class HQSNet(nn.Module):
         super().__init__()
         self.config = config
         self.stages = nn.ModuleList(HQSStage(config) for _ in range(config.stages))
+        self.start = None
+        if config.start != "blurred":
+            from pydeblur.weights_io import load_model
+
+            self.start = load_model(config.start).requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "HQSNet":
+        super().train(mode)
+        if self.start is not None:
+            self.start.eval()  # frozen: never its training behaviour
+        return self
 
     def forward(
         self,
@@ -199,21 +225,35 @@ class HQSNet(nn.Module):
         y_spectrum = otf.conj() * torch.fft.rfft2(y)
         noise_map = (sigma.float() * SIGMA_SCALE).expand(-1, 1, *shape).to(blurred.dtype)
         x = canvas_y
+        if self.start is not None:
+            with torch.no_grad():
+                flat_sigma = sigma.reshape(-1).to(blurred.dtype)
+                estimate = self.start.network(blurred, psf)
+                estimate = self.start.refine(estimate, blurred, psf, flat_sigma)
+            x = pad_periodic(estimate.float(), (kh, kw))[0]
+        adjusted = self.start is not None  # the start explains the data outside the image
         for index, stage in enumerate(self.stages[:upto]):
             with torch.set_grad_enabled(torch.is_grad_enabled() and index >= frozen):
-                x = self._stage(stage, index, x, y, y_spectrum, otf, inside, sigma, noise_map)
+                x = self._stage(
+                    stage, adjusted or index > 0, x, y, y_spectrum, otf, inside, sigma, noise_map
+                )
         return crop(x, padding).to(blurred.dtype)
 
     @staticmethod
-    def _stage(stage, index, x, y, y_spectrum, otf, inside, sigma, noise_map) -> torch.Tensor:
+    def _stage(stage, adjust, x, y, y_spectrum, otf, inside, sigma, noise_map) -> torch.Tensor:
         lam = stage.log_weight.double().exp() / sigma**2
-        if index > 0:  # boundary adjustment: outside the image the data are the estimate blurred
+        if adjust:  # boundary adjustment: outside the image the data are the estimate blurred
             y_spectrum = otf.conj() * torch.fft.rfft2(
                 data_where_trusted(y, x.double(), otf, inside)
             )
+        x_spectrum = torch.fft.rfft2(x.double())
+        inputs = [x.to(noise_map.dtype), noise_map]
+        if stage.cnn.convs[0].in_channels > x.shape[1] + 1:  # residual_input
+            gradient = torch.fft.irfft2(y_spectrum - otf.abs() ** 2 * x_spectrum, s=x.shape[-2:])
+            inputs.append((gradient * (RESIDUAL_GAIN / sigma)).to(noise_map.dtype))
         power = stage.filter_power(tuple(x.shape[-2:]))
-        correction = stage.cnn(torch.cat([x.to(noise_map.dtype), noise_map], dim=1))
-        numerator = lam * y_spectrum + power * torch.fft.rfft2(x.double())
+        correction = stage.cnn(torch.cat(inputs, dim=1))
+        numerator = lam * y_spectrum + power * x_spectrum
         numerator = numerator + torch.fft.rfft2(correction.double())
         solved = torch.fft.irfft2(numerator / (lam * otf.abs() ** 2 + power), s=x.shape[-2:])
         return solved.float()

@@ -37,7 +37,7 @@ def test_a_stage_whose_cnn_is_zero_is_the_proximal_step():
     inside = torch.ones(1, 1, 16, 16, dtype=torch.float64)
     noise = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
     y_spectrum = otf.conj() * torch.fft.rfft2(y)
-    solved = HQSNet._stage(stage, 0, x0, y, y_spectrum, otf, inside, sigma, noise).double()
+    solved = HQSNet._stage(stage, False, x0, y, y_spectrum, otf, inside, sigma, noise).double()
     lam = stage.log_weight.exp().item() / 0.05**2
     filters = stage.filters.detach().double()[:, None]
 
@@ -73,8 +73,9 @@ def test_greedy_runs_leave_the_frozen_stages_without_gradients():
     assert all(p.grad is None for p in net.stages[2].parameters())
 
 
-def test_the_data_outside_the_image_do_not_move_the_solve_after_the_first_stage():
-    """Boundary adjustment: from stage 2 on, the canvas's padding is filled by the estimate blurred,
+def test_the_data_outside_the_image_do_not_move_an_adjusted_stage():
+    """Boundary adjustment (from stage 2 on, or from the first after a start model): the padding's data
+    are the estimate blurred,
     so changing the blurred image's periodic extension changes nothing (checked by hand-built
     canvases through the stage directly)."""
     net = HQSNet(HQSConfig(stages=2, channels=4, layers=2)).double()
@@ -88,7 +89,15 @@ def test_the_data_outside_the_image_do_not_move_the_solve_after_the_first_stage(
     other = torch.where(inside > 0, canvas, torch.rand_like(canvas))
     results = [
         HQSNet._stage(
-            net.stages[1], 1, canvas, y, otf.conj() * torch.fft.rfft2(y), otf, inside, sigma, noise
+            net.stages[1],
+            True,
+            canvas,
+            y,
+            otf.conj() * torch.fft.rfft2(y),
+            otf,
+            inside,
+            sigma,
+            noise,
         )
         for y in (canvas, other)
     ]
@@ -172,3 +181,25 @@ def test_a_run_trains_every_phase_and_resume_continues_it(tmp_path):
         val_batches(),
     )
     assert (tmp_path / "stopped" / "phase3.safetensors").exists()
+
+
+def test_a_started_network_begins_as_its_start_model():
+    """With start="robust", x_0 is the shipped robust model's output; stages whose data weight is
+    negligible and whose CNN is zero leave it as it is (but for its mean). The CNNs told the data term's gradient
+    (residual_input) take 3 more channels."""
+    from pydeblur.weights_io import load_model
+
+    net = HQSNet(HQSConfig(stages=1, channels=4, layers=2, start="robust", residual_input=True))
+    assert net.stages[0].cnn.convs[0].in_channels == 7
+    assert not any(p.requires_grad for p in net.start.parameters())
+    with torch.no_grad():
+        net.stages[0].log_weight.fill_(-40.0)
+    blurred, psf = _inputs(batch=1, size=32)
+    sigma = torch.tensor([0.01])
+    with torch.no_grad():
+        robust = load_model("robust")
+        expected = robust.refine(robust.network(blurred, psf), blurred, psf, sigma)
+        difference = net.train()(blurred, psf, sigma) - expected
+    # up to each channel's mean: no filter has one, so the data alone set it, however weak
+    assert (difference - difference.mean(dim=(-2, -1), keepdim=True)).abs().max() < 1e-4
+    assert not net.start.training

@@ -89,7 +89,7 @@ def validate(model: HQSNet, val_batches, upto: int) -> float:
 
 
 def optimizer_for(model: HQSNet, lr: float) -> torch.optim.Adam:
-    named = list(model.named_parameters())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     weights = [p for n, p in named if n.endswith("log_weight")]
     others = [p for n, p in named if not n.endswith("log_weight")]
     return torch.optim.Adam(
@@ -104,6 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", type=int, default=4)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--activation", default="elu", help="elu or relu (pydeblur.hqs.HQSConfig)")
+    parser.add_argument(
+        "--start", default="blurred", help="x_0: blurred, or a shipped model's name (frozen)"
+    )
+    parser.add_argument(
+        "--residual-input", action="store_true", help="the CNNs see the data term's gradient"
+    )
     parser.add_argument("--greedy-steps", type=int, default=700)
     parser.add_argument("--joint-steps", type=int, default=3000)
     parser.add_argument("--epoch-steps", type=int, default=100)
@@ -164,7 +170,11 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
     out = Path(args.out)
     device = torch.device(args.device)
     config = HQSConfig(
-        stages=args.stages, channels=args.channels, activation=getattr(args, "activation", "elu")
+        stages=args.stages,
+        channels=args.channels,
+        activation=getattr(args, "activation", "elu"),
+        start=getattr(args, "start", "blurred"),
+        residual_input=getattr(args, "residual_input", False),
     )
     model = HQSNet(config).to(device)
     plan = phases(args.stages, args.greedy_steps, args.joint_steps)
