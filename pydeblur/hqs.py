@@ -34,8 +34,7 @@ from pydeblur.noise import MIN_SIGMA, estimate_noise_sigma
 from pydeblur.physics import data_where_trusted, psf2otf
 
 SIGMA_SCALE = 20.0  # the noise map the CNNs see: sigma x this (0.05 -> 1)
-FILTER_SCALE = 0.2  # the filters start as this x the 5x5 orthonormal DCT basis without its constant
-START_LOG_WEIGHT = math.log(1e-2)  # a_t at the start: lam = 0.01 / sigma^2
+FILTER_SCALE = 0.2  # the filters start as this x the orthonormal DCT basis (without its constant)
 ACTIVATIONS = {"elu": F.elu, "relu": F.relu}
 RESIDUAL_GAIN = 0.1
 
@@ -45,7 +44,11 @@ class HQSConfig:
     """The shape of an `HQSNet`.
 
     stages: how many stages; channels, layers: each stage CNN's width and convolutions (3x3);
-    filters, filter_size: the learned prior filters per stage (at most filter_size^2 - 1);
+    filters, filter_size: the learned prior filters per stage, the first `filters` elements of the
+    DCT basis at the start: filter_size^2 - 1 or fewer leave the constant out (FDN's 24 of 5x5: the
+    prior ignores the mean), filter_size^2 takes the whole basis (G is then flat at the start, so a
+    stage starts as `pydeblur.consistency`'s step: the start for a model that refines another's
+    output); start_weight: the data weight at the start, lam = start_weight / sigma^2;
     image_channels: 3 (colour, the channels solved jointly by the CNN) or 1; activation: between the
     CNN's convolutions, "elu" (FDN's) or "relu" (a third of the CPU time: ELU's exponential is slow);
     start: x_0, "blurred" (FDN's start) or the name of a shipped `DeblurNet` (e.g. "robust") whose
@@ -62,6 +65,7 @@ class HQSConfig:
     layers: int = 5
     filters: int = 24
     filter_size: int = 5
+    start_weight: float = 1e-2
     image_channels: int = 3
     activation: str = "elu"
     start: str = "blurred"
@@ -74,10 +78,12 @@ class HQSConfig:
             raise ValueError(
                 f"channels must be >= 1 and layers >= 2, got {self.channels}, {self.layers}"
             )
-        if self.filter_size < 2 or not 1 <= self.filters <= self.filter_size**2 - 1:
+        if self.filter_size < 2 or not 1 <= self.filters <= self.filter_size**2:
             raise ValueError(
-                f"filters must be in 1..filter_size^2 - 1, got {self.filters} for {self.filter_size}"
+                f"filters must be in 1..filter_size^2, got {self.filters} for {self.filter_size}"
             )
+        if not (math.isfinite(self.start_weight) and self.start_weight > 0):
+            raise ValueError(f"start_weight must be positive, got {self.start_weight}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
@@ -98,17 +104,22 @@ class HQSConfig:
 
 
 def dct_filters(size: int, count: int) -> torch.Tensor:
-    """The first `count` elements of the 2-D orthonormal DCT-II basis of size x size, without the
-    constant one, ordered by frequency: [count, size, size] float32, each of zero mean and unit norm.
+    """The first `count` elements of the 2-D orthonormal DCT-II basis of size x size, ordered by
+    frequency, without the constant one (each of zero mean) unless count is size^2 (the whole basis,
+    the constant first, whose power sum_i |F_i|^2 is flat): [count, size, size] float32, unit norms.
 
     >>> f = dct_filters(5, 24)
     >>> f.shape, bool(f.sum(dim=(1, 2)).abs().max() < 1e-6), round(float(f[0].norm()), 4)
     (torch.Size([24, 5, 5]), True, 1.0)
+    >>> power = torch.fft.rfft2(dct_filters(5, 25), s=(16, 16)).abs().pow(2).sum(dim=0)
+    >>> round(power.min().item(), 4), round(power.max().item(), 4)
+    (25.0, 25.0)
     """
     n = np.arange(size)
     basis = np.cos(np.pi * (n[None, :] + 0.5) * n[:, None] / size) * np.sqrt(2 / size)
     basis[0] /= np.sqrt(2)  # rows: frequencies u; columns: samples m
     pairs = sorted(((u, v) for u in range(size) for v in range(size) if u or v), key=sum)
+    pairs = [(0, 0)] + pairs if count == size**2 else pairs
     filters = np.stack([np.outer(basis[u], basis[v]) for u, v in pairs[:count]])
     return torch.from_numpy(filters).float()
 
@@ -161,7 +172,7 @@ class HQSStage(nn.Module):
         super().__init__()
         start = dct_filters(config.filter_size, config.filters) * FILTER_SCALE
         self.filters = nn.Parameter(start)
-        self.log_weight = nn.Parameter(torch.tensor(START_LOG_WEIGHT))
+        self.log_weight = nn.Parameter(torch.tensor(math.log(config.start_weight)))
         extra = 1 + (config.image_channels if config.residual_input else 0)
         self.cnn = PriorCNN(
             config.image_channels, config.channels, config.layers, config.activation, extra

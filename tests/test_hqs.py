@@ -106,7 +106,9 @@ def test_the_data_outside_the_image_do_not_move_an_adjusted_stage():
 
 def test_config_refuses_impossible_shapes():
     with pytest.raises(ValueError, match="filters"):
-        HQSConfig(filters=25, filter_size=5)
+        HQSConfig(filters=26, filter_size=5)
+    with pytest.raises(ValueError, match="start_weight"):
+        HQSConfig(start_weight=0.0)
     with pytest.raises(ValueError, match="stages"):
         HQSConfig(stages=0)
     with pytest.raises(ValueError, match="unknown HQSConfig fields"):
@@ -164,6 +166,7 @@ def test_a_run_trains_every_phase_and_resume_continues_it(tmp_path):
     for phase in (1, 2, 3):
         card = json.loads((out / f"phase{phase}.json").read_text())
         assert card["family"] == "hqs" and "val_psnr" in card["history"][-1]
+    assert load_hqs(out / "phase1.safetensors").config.stages == 1  # only the stages trained
     final = load_hqs(out / "phase3.safetensors")
     assert all(
         torch.equal(a, b)
@@ -203,3 +206,40 @@ def test_a_started_network_begins_as_its_start_model():
     # up to each channel's mean: no filter has one, so the data alone set it, however weak
     assert (difference - difference.mean(dim=(-2, -1), keepdim=True)).abs().max() < 1e-4
     assert not net.start.training
+
+
+def test_with_the_whole_basis_a_stage_starts_as_the_consistency_step():
+    """25 filters of 5x5 make G flat (25 FILTER_SCALE^2), so with start_weight = that / strength the
+    zero-CNN stage is `pydeblur.consistency.data_consistency` at that strength (boundary adjusted)."""
+    from pydeblur.consistency import data_consistency
+    from pydeblur.hqs import FILTER_SCALE
+
+    strength = 1e4
+    config = HQSConfig(
+        stages=1, channels=4, layers=2, filters=25, start_weight=25 * FILTER_SCALE**2 / strength
+    )
+    net = HQSNet(config)
+    blurred, psf = _inputs(batch=1, size=32)
+    estimate, sigma = torch.rand(1, 3, 32, 32), torch.tensor([0.01])
+    canvas, padding = pad_periodic(blurred.double(), (5, 5))
+    shape = canvas.shape[-2:]
+    x = pad_periodic(estimate.double(), (5, 5))[0]
+    inside = embed(torch.ones(1, 1, 32, 32, dtype=torch.float64), padding, shape, 0.0)
+    otf = psf2otf(psf.double(), shape, half_spectrum=True)
+    noise = torch.zeros(1, 1, *shape)
+    with torch.no_grad():
+        solved = HQSNet._stage(
+            net.stages[0],
+            True,
+            x,
+            canvas,
+            otf.conj() * torch.fft.rfft2(canvas),
+            otf,
+            inside,
+            sigma.double().reshape(1, 1, 1, 1),
+            noise,
+        )
+    from pydeblur.boundary import crop
+
+    expected = data_consistency(estimate, blurred, psf, strength, sigma, adjust_boundary=True)
+    assert torch.allclose(crop(solved, padding), expected, atol=1e-5)

@@ -46,10 +46,16 @@ def phases(stages: int, greedy_steps: int, joint_steps: int) -> list[tuple[int, 
     return greedy + ([(stages, 0, joint_steps)] if joint_steps > 0 else [])
 
 
-def save_hqs(model: HQSNet, path: Path, card: dict) -> None:
-    """The weights (.safetensors, the config in its header) and the card beside them (.json)."""
-    config = model.config.to_dict()
-    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+def save_hqs(model: HQSNet, path: Path, card: dict, upto: int | None = None) -> None:
+    """The weights of the first `upto` stages (default all; stages not yet trained would make the
+    model worse) as .safetensors, the config in its header, and the card beside them (.json)."""
+    upto = model.config.stages if upto is None else upto
+    config = {**model.config.to_dict(), "stages": upto}
+    tensors = {
+        k: v.detach().float().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith("stages.") or int(k.split(".")[1]) < upto
+    }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"family": "hqs", "config": json.dumps(config)})
     with atomic_path(path.with_suffix(".json")) as tmp:
@@ -109,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--residual-input", action="store_true", help="the CNNs see the data term's gradient"
+    )
+    parser.add_argument("--filters", type=int, default=24, help="prior filters per stage (5x5)")
+    parser.add_argument(
+        "--start-weight", type=float, default=1e-2, help="data weight at the start x sigma^2"
     )
     parser.add_argument("--greedy-steps", type=int, default=700)
     parser.add_argument("--joint-steps", type=int, default=3000)
@@ -175,6 +185,8 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
         activation=getattr(args, "activation", "elu"),
         start=getattr(args, "start", "blurred"),
         residual_input=getattr(args, "residual_input", False),
+        filters=getattr(args, "filters", 24),
+        start_weight=getattr(args, "start_weight", 1e-2),
     )
     model = HQSNet(config).to(device)
     plan = phases(args.stages, args.greedy_steps, args.joint_steps)
@@ -243,7 +255,7 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
                 "history": history + [row],
                 "args": vars(args),
             }
-            save_hqs(model, out / f"phase{phase + 1}.safetensors", card)
+            save_hqs(model, out / f"phase{phase + 1}.safetensors", card, upto)
             phase, step = phase + 1, 0
             optimizer = optimizer_for(model, args.lr)  # fresh moments for the next phase
         history.append(row)
@@ -254,7 +266,7 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
             "history": history,
             "args": vars(args),
         }
-        save_hqs(model, out / "last.safetensors", card)
+        save_hqs(model, out / "last.safetensors", card, upto)
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
