@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         "--start-weight", type=float, default=1e-2, help="data weight at the start x sigma^2"
     )
     parser.add_argument("--greedy-steps", type=int, default=700)
-    parser.add_argument("--joint-steps", type=int, default=3000)
+    parser.add_argument("--joint-steps", type=int, help="default 3000; on --resume: the run's")
     parser.add_argument("--epoch-steps", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -147,9 +147,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         saved = json.loads((out / "args.json").read_text())
         saved.update(resume=True, max_minutes=args.max_minutes)
-        if args.joint_steps != parser.get_default("joint_steps"):
+        if args.joint_steps is not None:
             saved["joint_steps"] = args.joint_steps  # a longer (or shorter) joint phase
         args = argparse.Namespace(**saved)
+    elif args.joint_steps is None:
+        args.joint_steps = 3000
     out.mkdir(parents=True, exist_ok=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=2))
     torch.set_num_threads(args.threads)
