@@ -136,24 +136,41 @@ def test_the_phases_go_stage_by_stage_then_jointly():
     assert phases(2, 0, 7) == [(2, 0, 7)]
 
 
+def test_resume_takes_the_runs_options_but_for_the_time_and_a_longer_joint_phase(tmp_path):
+    import json
+
+    from training.train_hqs import parse_args
+
+    fresh = parse_args(["--out", str(tmp_path), "--stages", "3"])
+    assert fresh.joint_steps == 3000 and fresh.stages == 3
+    # a run written before later options existed: they take their defaults
+    (tmp_path / "args.json").write_text(json.dumps({"out": str(tmp_path), "stages": 3, "lr": 0.01}))
+    resumed = parse_args(
+        ["--out", str(tmp_path), "--resume", "--stages", "9", "--max-minutes", "5"]
+    )
+    assert (resumed.stages, resumed.lr, resumed.max_minutes) == (3, 0.01, 5.0)
+    assert resumed.joint_steps == 3000 and resumed.activation == "elu" and resumed.resume
+    longer = parse_args(["--out", str(tmp_path), "--resume", "--joint-steps", "5000"])
+    assert longer.joint_steps == 5000
+    with pytest.raises(SystemExit):
+        parse_args(["--out", str(tmp_path / "none"), "--resume"])
+
+
 def _args(tmp_path, **changes):
+    from training.train_hqs import parse_args
+
     values = dict(
-        out=str(tmp_path / "run"),
         stages=2,
         channels=4,
         greedy_steps=2,
         joint_steps=3,
         epoch_steps=2,
-        lr=1e-3,
         batch_size=2,
         psf_error=0.1,
         workers=0,
-        device="cpu",
-        bf16=False,
-        max_minutes=0.0,
-        resume=False,
     )
-    return argparse.Namespace(**{**values, **changes})
+    defaults = vars(parse_args(["--out", str(tmp_path / "run")]))
+    return argparse.Namespace(**{**defaults, **values, **changes})
 
 
 def test_a_run_trains_every_phase_and_resume_continues_it(tmp_path):

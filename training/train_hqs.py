@@ -103,7 +103,9 @@ def optimizer_for(model: HQSNet, lr: float) -> torch.optim.Adam:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options; with --resume, the run's own (RUN/args.json, options it lacks at
+    their defaults) but for --max-minutes and, when given, --joint-steps."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--data")
@@ -143,15 +145,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
+    if not args.resume:
+        args.joint_steps = 3000 if args.joint_steps is None else args.joint_steps
+        return args
+    saved_path = Path(args.out) / "args.json"
+    if not saved_path.exists():
+        parser.error(f"--resume: no run to continue in {args.out} ({saved_path} is missing)")
+    defaults = vars(parser.parse_args(["--out", args.out]))
+    saved = {**defaults, "joint_steps": 3000, **json.loads(saved_path.read_text())}
+    saved.update(resume=True, max_minutes=args.max_minutes)
+    if args.joint_steps is not None:
+        saved["joint_steps"] = args.joint_steps  # a longer (or shorter) joint phase
+    return argparse.Namespace(**saved)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     out = Path(args.out)
-    if args.resume:
-        saved = json.loads((out / "args.json").read_text())
-        saved.update(resume=True, max_minutes=args.max_minutes)
-        if args.joint_steps is not None:
-            saved["joint_steps"] = args.joint_steps  # a longer (or shorter) joint phase
-        args = argparse.Namespace(**saved)
-    elif args.joint_steps is None:
-        args.joint_steps = 3000
     out.mkdir(parents=True, exist_ok=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=2))
     torch.set_num_threads(args.threads)
@@ -184,11 +194,11 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
     config = HQSConfig(
         stages=args.stages,
         channels=args.channels,
-        activation=getattr(args, "activation", "elu"),
-        start=getattr(args, "start", "blurred"),
-        residual_input=getattr(args, "residual_input", False),
-        filters=getattr(args, "filters", 24),
-        start_weight=getattr(args, "start_weight", 1e-2),
+        activation=args.activation,
+        start=args.start,
+        residual_input=args.residual_input,
+        filters=args.filters,
+        start_weight=args.start_weight,
     )
     model = HQSNet(config).to(device)
     plan = phases(args.stages, args.greedy_steps, args.joint_steps)
@@ -220,7 +230,7 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
             if args.psf_error > 0:
                 psf = perturb_psf(psf, torch.rand(psf.shape[0]) * args.psf_error)
             progress = step / steps
-            if getattr(args, "time_schedule", False) and args.max_minutes:
+            if args.time_schedule and args.max_minutes:
                 elapsed = (time.perf_counter() - started) / (60 * args.max_minutes)
                 progress = min(1.0, max(progress, elapsed))
             lr = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
