@@ -189,6 +189,22 @@ def test_a_run_trains_every_phase_and_resume_continues_it(tmp_path):
         torch.equal(a, b)
         for a, b in zip(final.state_dict().values(), model.state_dict().values(), strict=True)
     )
+    # A run can start from another's weights.
+    again = run(
+        _args(
+            tmp_path,
+            out=str(out),
+            init_from=str(out / "phase3.safetensors"),
+            greedy_steps=0,
+            lr=0.0,
+        ),
+        SyntheticBlur(length=16),
+        val_batches(),
+    )
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(again.state_dict().values(), model.state_dict().values(), strict=True)
+    )
     # A run stopped after its first epoch continues from it.
     stopped = _args(tmp_path, out=str(tmp_path / "stopped"), max_minutes=1e-9)
     (tmp_path / "stopped").mkdir()

@@ -122,6 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--start-weight", type=float, default=1e-2, help="data weight at the start x sigma^2"
     )
+    parser.add_argument("--init-from", help="start from these HQS weights (same shape)")
     parser.add_argument("--greedy-steps", type=int, default=700)
     parser.add_argument("--joint-steps", type=int, help="default 3000; on --resume: the run's")
     parser.add_argument("--epoch-steps", type=int, default=100)
@@ -204,6 +205,8 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
     plan = phases(args.stages, args.greedy_steps, args.joint_steps)
     phase, step, history = 0, 0, []
     optimizer = optimizer_for(model, args.lr)
+    if args.init_from and not args.resume:
+        model.load_state_dict(load_hqs(args.init_from).state_dict())
     if args.resume:
         state = load_checkpoint(out / "last.pt")
         model.load_state_dict(state["model"])
