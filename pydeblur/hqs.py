@@ -173,6 +173,7 @@ class HQSStage(nn.Module):
         start = dct_filters(config.filter_size, config.filters) * FILTER_SCALE
         self.filters = nn.Parameter(start)
         self.log_weight = nn.Parameter(torch.tensor(math.log(config.start_weight)))
+        self.residual_input = config.residual_input
         extra = 1 + (config.image_channels if config.residual_input else 0)
         self.cnn = PriorCNN(
             config.image_channels, config.channels, config.layers, config.activation, extra
@@ -259,7 +260,7 @@ class HQSNet(nn.Module):
             )
         x_spectrum = torch.fft.rfft2(x.double())
         inputs = [x.to(noise_map.dtype), noise_map]
-        if stage.cnn.convs[0].in_channels > x.shape[1] + 1:  # residual_input
+        if stage.residual_input:
             gradient = torch.fft.irfft2(y_spectrum - otf.abs() ** 2 * x_spectrum, s=x.shape[-2:])
             inputs.append((gradient * (RESIDUAL_GAIN / sigma)).to(noise_map.dtype))
         power = stage.filter_power(tuple(x.shape[-2:]))

@@ -81,14 +81,18 @@ def lr_factor(step: int, opts: TrainOptions) -> float:
     return opts.min_lr_ratio + (1 - opts.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def psnr_loss(output: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+    """The mean over images of log10 MSE (-PSNR up to a scale): every image counts by its relative
+    error, so nearly clean images are not drowned by the noisy ones as they are under plain L2."""
+    per_image = (output.float() - sharp.float()).pow(2).flatten(1).mean(dim=1)
+    return torch.log10(per_image + 1e-8).mean()
+
+
 def loss_fn(
     output: torch.Tensor, sharp: torch.Tensor, opts: TrainOptions, epoch: int
 ) -> torch.Tensor:
     if opts.loss == "psnr":
-        # mean over images of log MSE (-PSNR up to a scale): every image counts by its relative error,
-        # so nearly clean images are not drowned by the noisy ones as they are under plain L2.
-        per_image = (output.float() - sharp.float()).pow(2).flatten(1).mean(dim=1)
-        return torch.log10(per_image + 1e-8).mean()
+        return psnr_loss(output, sharp)
     mse = (output.float() - sharp.float()).pow(2).mean()
     use_ssim = opts.loss == "ssim" or (
         opts.loss == "l2-then-ssim" and epoch >= opts.ssim_from_epoch

@@ -31,6 +31,7 @@ from pydeblur.metrics import psnr
 from pydeblur.noise import estimate_noise_sigma
 from training.checkpoints import atomic_save, load_checkpoint, rng_state, set_rng_state
 from training.configs import RECIPES, TrainOptions
+from training.train import psnr_loss
 from training.train_data import build_data, perturb_psf, unpack
 
 WEIGHT_LR_FACTOR = 20.0  # the stages' log data weights: one number each, they must move fast
@@ -241,8 +242,7 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
                 group["lr"] = lr * factor
             with autocast:
                 output = model(blurred, psf, sigma, upto=upto, frozen=frozen)
-            per_image = (output.float() - sharp).pow(2).flatten(1).mean(1)
-            loss = torch.log10(per_image + 1e-8).mean()
+            loss = psnr_loss(output, sharp)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
