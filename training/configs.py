@@ -39,6 +39,7 @@ class TrainOptions:
     gauss: tuple[float, float] = (0.05, 0.05)
     grey: float = 0.0  # fraction of grey training items (see pydeblur.datasets.BlurredCrops)
     correlated_noise: float = 0.0  # fraction of colour items with noise correlated across channels
+    crop_candidates: int = 1  # each training crop the most detailed of this many positions
     val_crops: int = 2
     val_crop: int = 48
     workers: int = 0

@@ -44,6 +44,7 @@ def build_data(opts: TrainOptions) -> tuple[Any, list[tuple[torch.Tensor, ...]]]
         seed=opts.seed,
         grey=opts.grey,
         correlated=opts.correlated_noise,
+        crop_candidates=opts.crop_candidates,
     )
     per_photo = max(1, opts.val_crops // (len(split["val"]) * len(train.exposures)))
     val = datasets.BlurredCrops(

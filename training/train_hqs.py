@@ -133,6 +133,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grey", type=float, default=0.2)
     parser.add_argument("--correlated-noise", type=float, default=0.2)
     parser.add_argument("--psf-error", type=float, default=0.3)
+    parser.add_argument(
+        "--crop-candidates", type=int, default=1, help="each crop the most detailed of this many"
+    )
     parser.add_argument("--val-crops", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
@@ -182,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         val_crop=128,
         grey=args.grey,
         correlated_noise=args.correlated_noise,
+        crop_candidates=args.crop_candidates,
         **recipe,
     )
     train_data, val_batches = build_data(opts)
