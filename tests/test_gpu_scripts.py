@@ -71,3 +71,4 @@ def test_gpu_train_script_trains_the_hqs_network_on_a_time_budget(tmp_path):
     from training.train_hqs import load_hqs
 
     assert load_hqs(out / "hqs.safetensors").config.stages == 2
+    assert json.loads((out / "train" / "args.json").read_text())["crop_candidates"] == 32
