@@ -1,12 +1,14 @@
 """Train an `pydeblur.hqs.HQSNet`: stage by stage (greedy), then all stages jointly.
 
     python -m training.train_hqs --out RUN [--stages 4] [--greedy-steps 700] [--joint-steps 3000]
-                                 [--data PHOTOS] [--bf16] [--max-minutes M] [--resume]
+                                 [--data PHOTOS] [--crop-candidates N] [--bf16]
+                                 [--max-minutes M] [--resume]
 
 Phase t (1..stages) trains stage t alone, the stages before it frozen, for --greedy-steps; the last
 phase trains every stage for --joint-steps. Data, noise and kernel errors are the shipped `default`
 recipe's (`training.configs.RECIPES`, with --grey / --correlated-noise as `training.train` has them),
-the loss is the PSNR loss. After every --epoch-steps steps the run writes RUN/last.pt (model,
+each crop the most detailed of --crop-candidates positions (docs/data.md); the loss is the PSNR
+loss. After every --epoch-steps steps the run writes RUN/last.pt (model,
 optimizer, phase and step, RNG: `--resume` continues it) and, at the end of every phase, the weights
 RUN/phaseN.safetensors with a JSON card and the validation PSNR (the val split at the paper's noise,
 as `training.train` validates). --max-minutes stops at the end of an epoch, validated and saved;
