@@ -126,6 +126,12 @@ def _seed_int(*entropy: int) -> int:
     )
 
 
+def _positive_int(value, name: str) -> int:
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
 def _range(value, name: str) -> tuple[float, float]:
     low, high = (value, value) if np.isscalar(value) else tuple(value)
     if not (0 <= low <= high and math.isfinite(high)):
@@ -181,9 +187,6 @@ class BlurredCrops(Dataset):
         correlated: float = 0.0,
         crop_candidates: int = 1,
     ):
-        if int(crop_candidates) != crop_candidates or crop_candidates < 1:
-            raise ValueError(f"crop_candidates must be a positive integer, got {crop_candidates!r}")
-        self.crop_candidates = int(crop_candidates)
         if not (0 <= grey <= 1 and 0 <= correlated <= 1 and grey + correlated <= 1):
             raise ValueError(
                 f"grey and correlated must be fractions in [0, 1] summing to at most 1, got "
@@ -193,12 +196,9 @@ class BlurredCrops(Dataset):
         self.photo_paths = [str(p) for p in photo_paths]
         if not self.photo_paths:
             raise ValueError("photo_paths is empty")
-        if int(crops_per_photo) != crops_per_photo or crops_per_photo < 1:
-            raise ValueError(f"crops_per_photo must be a positive integer, got {crops_per_photo}")
-        if int(crop_size) != crop_size or crop_size < 1:
-            raise ValueError(f"crop_size must be a positive integer, got {crop_size}")
-        self.crops_per_photo = int(crops_per_photo)
-        self.crop_size = int(crop_size)
+        self.crops_per_photo = _positive_int(crops_per_photo, "crops_per_photo")
+        self.crop_size = _positive_int(crop_size, "crop_size")
+        self.crop_candidates = _positive_int(crop_candidates, "crop_candidates")
         self.exposures = tuple(float(e) for e in exposures)
         base = trajectory or TrajectoryParams()
         self.trajectory = TrajectoryParams(psf_size, base.length, base.anxiety, base.samples)
