@@ -2,7 +2,7 @@
 
 `build_data` makes the training dataset (on-the-fly crops of the train photos, `pydeblur.datasets`)
 and the fixed validation batches; `scaled_photos` the downscaled copies of the photos that
-`--photo-scales` asks for; `unpack` reads an item or a batch as (blurred, psf, sharp); `perturb_psf`
+`--photo-scales` asks for (and the synthetic photos of `--dead-leaves`, `training.dead_leaves`); `unpack` reads an item or a batch as (blurred, psf, sharp); `perturb_psf`
 the slightly wrong kernels of `--psf-error`. The loader is `pydeblur.datasets.make_loader` with an
 `EpochSampler`.
 """
@@ -14,6 +14,8 @@ import torch
 
 from pydeblur import datasets
 from training.configs import TrainOptions
+from training.dead_leaves import SIZE as DEAD_LEAVES_SIZE
+from training.dead_leaves import dead_leaves_photos
 
 DEFAULT_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
 TRAIN_REPEATS = 1000  # the training photo list repeated: crop c comes from photo c % n_photos
@@ -34,6 +36,11 @@ def build_data(opts: TrainOptions) -> tuple[Any, list[tuple[torch.Tensor, ...]]]
         for scale in opts.photo_scales
         for path in scaled_photos(split["train"], scale, Path(opts.out) / f"photos_x{scale:g}")
     ]
+    if opts.dead_leaves:
+        folder = Path(opts.out) / "dead_leaves"
+        photos += dead_leaves_photos(
+            opts.dead_leaves, DEAD_LEAVES_SIZE, split["train"], folder, seed=opts.seed
+        )
     train = datasets.BlurredCrops(
         photos * TRAIN_REPEATS,
         crops_per_photo=1,

@@ -1,13 +1,14 @@
 """Train an `pydeblur.hqs.HQSNet`: stage by stage (greedy), then all stages jointly.
 
     python -m training.train_hqs --out RUN [--stages 4] [--greedy-steps 700] [--joint-steps 3000]
-                                 [--data PHOTOS] [--crop-candidates N] [--bf16]
+                                 [--data PHOTOS] [--crop-candidates N] [--dead-leaves N] [--bf16]
                                  [--max-minutes M] [--resume]
 
 Phase t (1..stages) trains stage t alone, the stages before it frozen, for --greedy-steps; the last
 phase trains every stage for --joint-steps. Data, noise and kernel errors are the shipped `default`
 recipe's (`training.configs.RECIPES`, with --grey / --correlated-noise as `training.train` has them),
-each crop the most detailed of --crop-candidates positions (docs/data.md); the loss is the PSNR
+each crop the most detailed of --crop-candidates positions (docs/data.md), --dead-leaves synthetic
+photos among the training photos (`training.dead_leaves`); the loss is the PSNR
 loss. After every --epoch-steps steps the run writes RUN/last.pt (model,
 optimizer, phase and step, RNG: `--resume` continues it) and, at the end of every phase, the weights
 RUN/phaseN.safetensors with a JSON card and the validation PSNR (the val split at the paper's noise,
@@ -138,6 +139,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--crop-candidates", type=int, default=1, help="each crop the most detailed of this many"
     )
+    parser.add_argument(
+        "--dead-leaves", type=int, default=0, help="synthetic photos added (training.dead_leaves)"
+    )
     parser.add_argument("--val-crops", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
@@ -188,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         grey=args.grey,
         correlated_noise=args.correlated_noise,
         crop_candidates=args.crop_candidates,
+        dead_leaves=args.dead_leaves,
         **recipe,
     )
     train_data, val_batches = build_data(opts)
