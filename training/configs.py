@@ -40,9 +40,7 @@ class TrainOptions:
     grey: float = 0.0  # fraction of grey training items (see pydeblur.datasets.BlurredCrops)
     correlated_noise: float = 0.0  # fraction of colour items with noise correlated across channels
     crop_candidates: int = 1  # each training crop the most detailed of this many positions
-    dead_leaves: int = (
-        0  # synthetic dead-leaves photos added to the training photos (training.dead_leaves)
-    )
+    dead_leaves: int = 0  # synthetic dead-leaves photos among the training photos
     val_crops: int = 2
     val_crop: int = 48
     workers: int = 0

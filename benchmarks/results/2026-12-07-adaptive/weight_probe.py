@@ -24,7 +24,10 @@ MULTS = [0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0]
 
 
 def detail(y):
-    return float(((y[..., 1:, :] - y[..., :-1, :]).abs().mean() + (y[..., 1:] - y[..., :-1]).abs().mean()) / 2)
+    return float(
+        ((y[..., 1:, :] - y[..., :-1, :]).abs().mean() + (y[..., 1:] - y[..., :-1]).abs().mean())
+        / 2
+    )
 
 
 def score(model, b, k, s, sharp):
@@ -40,8 +43,17 @@ n_train, n_kodak, n_levin = (int(a) for a in sys.argv[2:5])
 rows = []  # (set, feature, scores)
 recipe = {k: v for k, v in RECIPES["default"].items() if k in ("photons", "gauss", "photo_scales")}
 for cand in (1, 32):
-    opts = TrainOptions(config="default", out="/work/runs/probe_data", data="/work/shared/data/photos",
-                        batch_size=1, crop=128, val_crops=8, val_crop=128, crop_candidates=cand, **recipe)
+    opts = TrainOptions(
+        config="default",
+        out="/work/runs/probe_data",
+        data="/work/shared/data/photos",
+        batch_size=1,
+        crop=128,
+        val_crops=8,
+        val_crop=128,
+        crop_candidates=cand,
+        **recipe,
+    )
     train, _ = build_data(opts)
     for i in range(n_train):
         b, k, s = unpack(train[i * 13 + 5])
@@ -74,5 +86,8 @@ for name in dict.fromkeys(r[0] for r in rows):
         want = intercept + slope * r[1]
         ruled.append(r[2][int(np.argmin(np.abs(logm - want)))])
     corr = np.corrcoef(f, t)[0, 1] if len(sub) > 2 else float("nan")
-    print(f"{name:12s} n={len(sub):3d} feature {f.mean():.2f}+-{f.std():.2f} best log f {t.mean():.2f} "
-          f"corr {corr:.2f} | f=1 {base:.2f} oracle {oracle:.2f} rule {np.mean(ruled):.2f}", flush=True)
+    print(
+        f"{name:12s} n={len(sub):3d} feature {f.mean():.2f}+-{f.std():.2f} best log f {t.mean():.2f} "
+        f"corr {corr:.2f} | f=1 {base:.2f} oracle {oracle:.2f} rule {np.mean(ruled):.2f}",
+        flush=True,
+    )
