@@ -54,10 +54,7 @@ class HQSConfig:
     start: x_0, "blurred" (FDN's start) or the name of a shipped `DeblurNet` (e.g. "robust") whose
     output, frozen, the stages refine (its weights are kept in this model's); residual_input: the
     CNNs are also told the data term's gradient, k^T (y - k * x) x `RESIDUAL_GAIN` / sigma (where the
-    estimate disagrees with the data, in units of the noise); weight_from_residual: each stage's data
-    weight also depends on how well the estimate it starts from explains the data,
-    lam_t = exp(a_t + b_t log rho) / sigma^2 with rho = rms(y - k * x_{t-1}) / sigma inside the image
-    (a residual above the noise says the kernel is wrong, or the estimate; b_t starts at 0).
+    estimate disagrees with the data, in units of the noise).
 
     >>> HQSConfig.from_dict(HQSConfig(stages=2).to_dict()).stages
     2
@@ -73,7 +70,6 @@ class HQSConfig:
     activation: str = "elu"
     start: str = "blurred"
     residual_input: bool = False
-    weight_from_residual: bool = False
 
     def __post_init__(self):
         if not 1 <= self.stages <= 20:
@@ -177,8 +173,6 @@ class HQSStage(nn.Module):
         start = dct_filters(config.filter_size, config.filters) * FILTER_SCALE
         self.filters = nn.Parameter(start)
         self.log_weight = nn.Parameter(torch.tensor(math.log(config.start_weight)))
-        if config.weight_from_residual:
-            self.weight_slope = nn.Parameter(torch.zeros(()))
         self.residual_input = config.residual_input
         extra = 1 + (config.image_channels if config.residual_input else 0)
         self.cnn = PriorCNN(
@@ -259,17 +253,12 @@ class HQSNet(nn.Module):
 
     @staticmethod
     def _stage(stage, adjust, x, y, y_spectrum, otf, inside, sigma, noise_map) -> torch.Tensor:
-        x_spectrum = torch.fft.rfft2(x.double())
-        log_weight = stage.log_weight.double()
-        if hasattr(stage, "weight_slope"):
-            log_weight = log_weight + stage.weight_slope.double() * torch.log(
-                residual_ratio(y, x_spectrum, otf, inside, sigma)
-            )
-        lam = log_weight.exp() / sigma**2
+        lam = stage.log_weight.double().exp() / sigma**2
         if adjust:  # boundary adjustment: outside the image the data are the estimate blurred
             y_spectrum = otf.conj() * torch.fft.rfft2(
                 data_where_trusted(y, x.double(), otf, inside)
             )
+        x_spectrum = torch.fft.rfft2(x.double())
         inputs = [x.to(noise_map.dtype), noise_map]
         if stage.residual_input:
             gradient = torch.fft.irfft2(y_spectrum - otf.abs() ** 2 * x_spectrum, s=x.shape[-2:])
@@ -280,24 +269,3 @@ class HQSNet(nn.Module):
         numerator = numerator + torch.fft.rfft2(correction.double())
         solved = torch.fft.irfft2(numerator / (lam * otf.abs() ** 2 + power), s=x.shape[-2:])
         return solved.float()
-
-
-def residual_ratio(
-    y: torch.Tensor, x_spectrum: torch.Tensor, otf: torch.Tensor, inside: torch.Tensor, sigma
-) -> torch.Tensor:
-    """rho = rms(y - k * x) / sigma over the pixels inside the image and every channel, per image,
-    without gradients (a measurement the stage reacts to, not a target): y [B, C, H, W] float64, x
-    by its rfft2, inside [B, 1, H, W] (1 in the image) -> [B, 1, 1, 1], at least 1e-3.
-
-    >>> y = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
-    >>> otf = torch.ones(8, 5, dtype=torch.complex128)  # k = identity
-    >>> x = torch.full_like(y, 0.1)
-    >>> inside = torch.ones_like(y)
-    >>> round(residual_ratio(y, torch.fft.rfft2(x), otf, inside, 0.05).item(), 6)
-    2.0
-    """
-    with torch.no_grad():
-        residual = y - torch.fft.irfft2(otf * x_spectrum, s=y.shape[-2:])
-        power = (residual.square() * inside).sum(dim=(1, 2, 3), keepdim=True)
-        count = inside.sum(dim=(1, 2, 3), keepdim=True) * y.shape[1]
-        return ((power / count).sqrt() / sigma).clamp_min(1e-3)

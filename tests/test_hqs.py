@@ -6,18 +6,10 @@ import pytest
 import torch
 
 from pydeblur.boundary import embed, pad_periodic
-from pydeblur.hqs import HQSConfig, HQSNet, dct_filters, residual_ratio
+from pydeblur.hqs import HQSConfig, HQSNet, dct_filters
 from pydeblur.physics import circular_convolve, psf2otf
 from tests.test_train import SyntheticBlur, val_batches
-from training.train_hqs import (
-    init_from,
-    is_hqs,
-    load_hqs,
-    optimizer_for,
-    phases,
-    run,
-    save_hqs,
-)
+from training.train_hqs import is_hqs, load_hqs, phases, run, save_hqs
 
 
 def _inputs(batch=2, size=24, seed=0):
@@ -284,51 +276,3 @@ def test_with_the_whole_basis_a_stage_starts_as_the_consistency_step():
 
     expected = data_consistency(estimate, blurred, psf, strength, sigma, adjust_boundary=True)
     assert torch.allclose(crop(solved, padding), expected, atol=1e-5)
-
-
-def test_the_residual_ratio_tells_a_wrong_kernel_from_the_right_one():
-    g = torch.Generator().manual_seed(1)
-    sharp = torch.rand(1, 3, 32, 32, generator=g, dtype=torch.float64)
-    right = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
-    right[..., 2, :] = 0.2  # a horizontal line
-    wrong = right.transpose(-2, -1)  # the vertical one
-    otf_right, otf_wrong = (psf2otf(k, (32, 32), half_spectrum=True) for k in (right, wrong))
-    sigma = 0.01
-    y = circular_convolve(sharp, otf_right)
-    y = y + sigma * torch.randn(y.shape, generator=g, dtype=torch.float64)
-    inside = torch.zeros(1, 1, 32, 32, dtype=torch.float64)
-    inside[..., 4:28, 4:28] = 1
-    spectrum = torch.fft.rfft2(sharp)
-    exact = residual_ratio(y, spectrum, otf_right, inside, sigma).item()
-    assert 0.8 < exact < 1.2  # the noise alone
-    assert residual_ratio(y, spectrum, otf_wrong, inside, sigma).item() > 5
-
-
-def test_a_data_weight_from_the_residual_starts_as_the_plain_weight_and_learns(tmp_path):
-    blurred, psf = _inputs()
-    sigma = torch.tensor([0.01, 0.02])
-    plain = HQSNet(HQSConfig(stages=2, channels=4, layers=2))
-    for stage in plain.stages:
-        torch.nn.init.normal_(stage.cnn.convs[-1].weight, std=0.01)
-    adaptive = HQSNet(HQSConfig(stages=2, channels=4, layers=2, weight_from_residual=True))
-    init_from(adaptive, plain)
-    assert [s.weight_slope.item() for s in adaptive.stages] == [0.0, 0.0]
-    with torch.no_grad():
-        assert torch.equal(adaptive(blurred, psf, sigma), plain(blurred, psf, sigma))
-    adaptive(blurred, psf, sigma).square().mean().backward()
-    assert all(s.weight_slope.grad.abs() > 0 for s in adaptive.stages)
-    fast = optimizer_for(adaptive, 1e-3).param_groups[1]["params"]
-    assert {id(p) for p in fast} == {
-        id(p) for s in adaptive.stages for p in (s.log_weight, s.weight_slope)
-    }
-
-    with torch.no_grad():  # slope b: the stage's weight times rho^b
-        adaptive.stages[0].weight_slope.fill_(1.0)
-        changed = adaptive(blurred, psf, sigma)
-    assert not torch.allclose(changed, plain(blurred, psf, sigma))
-    save_hqs(adaptive, tmp_path / "a.safetensors", {})
-    with torch.no_grad():
-        assert torch.equal(load_hqs(tmp_path / "a.safetensors")(blurred, psf, sigma), changed)
-
-    with pytest.raises(ValueError, match="do not fit"):
-        init_from(HQSNet(HQSConfig(stages=3, channels=4, layers=2)), plain)

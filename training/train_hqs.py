@@ -88,25 +88,6 @@ def load_hqs(path: str | Path) -> HQSNet:
     return model.eval()
 
 
-def slopes(model: HQSNet, upto: int) -> dict:
-    """{"slopes": b_t of the first `upto` stages} for a model with --weight-from-residual, else {}."""
-    if not model.config.weight_from_residual:
-        return {}
-    return {"slopes": [round(s.weight_slope.item(), 4) for s in model.stages[:upto]]}
-
-
-def init_from(model: HQSNet, source: HQSNet) -> None:
-    """model's weights from source's, of the same shape; a part source lacks (the data weight's
-    residual slopes, `--weight-from-residual`) keeps its start, where the model is source's."""
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-    new_parts = [k for k in missing if not k.endswith("weight_slope")]
-    if new_parts or unexpected:
-        raise ValueError(
-            f"--init-from: the weights do not fit this model (missing {new_parts}, "
-            f"unexpected {unexpected})"
-        )
-
-
 @torch.no_grad()
 def validate(model: HQSNet, val_batches, upto: int) -> float:
     model.eval()
@@ -119,9 +100,8 @@ def validate(model: HQSNet, val_batches, upto: int) -> float:
 
 def optimizer_for(model: HQSNet, lr: float) -> torch.optim.Adam:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    fast = ("log_weight", "weight_slope")
-    weights = [p for n, p in named if n.endswith(fast)]
-    others = [p for n, p in named if not n.endswith(fast)]
+    weights = [p for n, p in named if n.endswith("log_weight")]
+    others = [p for n, p in named if not n.endswith("log_weight")]
     return torch.optim.Adam(
         [{"params": others, "lr": lr}, {"params": weights, "lr": lr * WEIGHT_LR_FACTOR}], lr=lr
     )
@@ -141,11 +121,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--residual-input", action="store_true", help="the CNNs see the data term's gradient"
-    )
-    parser.add_argument(
-        "--weight-from-residual",
-        action="store_true",
-        help="each stage's data weight also depends on the data residual (pydeblur.hqs.HQSConfig)",
     )
     parser.add_argument("--filters", type=int, default=24, help="prior filters per stage (5x5)")
     parser.add_argument(
@@ -235,7 +210,6 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
         activation=args.activation,
         start=args.start,
         residual_input=args.residual_input,
-        weight_from_residual=args.weight_from_residual,
         filters=args.filters,
         start_weight=args.start_weight,
     )
@@ -244,7 +218,7 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
     phase, step, history = 0, 0, []
     optimizer = optimizer_for(model, args.lr)
     if args.init_from and not args.resume:
-        init_from(model, load_hqs(args.init_from))
+        model.load_state_dict(load_hqs(args.init_from).state_dict())
     if args.resume:
         state = load_checkpoint(out / "last.pt")
         model.load_state_dict(state["model"])
@@ -295,7 +269,6 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
             "loss": total / max(1, count),
             "s_per_step": (time.perf_counter() - tick) / max(1, count),
             "weights": [round(s.log_weight.exp().item(), 5) for s in model.stages[:upto]],
-            **slopes(model, upto),
         }
         done = step >= steps
         out_of_time = args.max_minutes and time.perf_counter() - started > 60 * args.max_minutes
