@@ -26,13 +26,14 @@ set -o pipefail
 if [ "${FAMILY:-stages}" = "hqs" ]; then
   # The HQS network (pydeblur.hqs) from scratch, all stages jointly, its learning rate's cosine
   # spread over the minutes given, each crop the most detailed of 32 (docs/training.md, "Detail-biased
-  # crops"); leaves hqs.pt (resume) and hqs.safetensors with its card.
+  # crops"), DEAD_LEAVES synthetic photos among them (default none; training.dead_leaves); leaves
+  # hqs.pt (resume) and hqs.safetensors with its card.
   PYTHONUNBUFFERED=1 timeout $((${minutes%.*} * 60 + 180)) $PY -m training.train_hqs --out "$run" \
     --data "$data" --device "${DEVICE:-cuda}" --max-minutes "$minutes" --time-schedule \
     --stages "${HQS_STAGES:-8}" --greedy-steps 0 --joint-steps 1000000 --bf16 \
     --batch-size "${BATCH:-32}" --crop "${CROP:-128}" --epoch-steps "${STEPS:-100}" \
-    --crop-candidates "${CROP_CANDIDATES:-32}" --workers "${WORKERS:-8}" --val-crops "${VAL_CROPS:-32}" \
-    2>&1 | tee "$dest/train.log"
+    --crop-candidates "${CROP_CANDIDATES:-32}" --dead-leaves "${DEAD_LEAVES:-0}" \
+    --workers "${WORKERS:-8}" --val-crops "${VAL_CROPS:-32}" 2>&1 | tee "$dest/train.log"
   cp "$run/last.pt" "$dest/hqs.pt"
   cp "$run/last.safetensors" "$dest/hqs.safetensors"
   cp "$run/last.json" "$dest/hqs.json"

@@ -63,7 +63,7 @@ def test_gpu_train_script_leaves_a_small_checkpoint_and_prints_validation(tmp_pa
 
 @pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"the training photos are not at {PHOTOS}")
 def test_gpu_train_script_trains_the_hqs_network_on_a_time_budget(tmp_path):
-    out, result = _gpu_train(tmp_path, FAMILY="hqs", HQS_STAGES="2")
+    out, result = _gpu_train(tmp_path, FAMILY="hqs", HQS_STAGES="2", DEAD_LEAVES="2")
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert rows and "val_psnr" in rows[-1]
     assert "stopped after --max-minutes" in result.stdout
@@ -71,4 +71,6 @@ def test_gpu_train_script_trains_the_hqs_network_on_a_time_budget(tmp_path):
     from training.train_hqs import load_hqs
 
     assert load_hqs(out / "hqs.safetensors").config.stages == 2
-    assert json.loads((out / "train" / "args.json").read_text())["crop_candidates"] == 32
+    args = json.loads((out / "train" / "args.json").read_text())
+    assert (args["crop_candidates"], args["dead_leaves"]) == (32, 2)
+    assert len(list((out / "train" / "dead_leaves").glob("*.png"))) == 2
