@@ -50,6 +50,8 @@ def test_dead_leaves_photos_are_written_once_with_the_photos_colours(tmp_path):
     again = dead_leaves_photos(4, 64, [str(source)], folder, seed=5)
     assert again[:3] == paths and [(folder / p).stat().st_mtime_ns for p in paths] == stamps
     assert np.array_equal(read_image(again[0])[0], first)  # image i depends on (seed, i) alone
+    with pytest.raises(ValueError, match="dead_leaves must be 0 or more"):
+        dead_leaves_photos(-1, 64, [str(source)], folder)
 
 
 def test_build_data_adds_the_dead_leaves_to_the_training_photos(tmp_path):

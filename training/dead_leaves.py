@@ -81,6 +81,8 @@ def dead_leaves_photos(
     their colours from the photos `colour_sources`; image i depends only on (seed, i)."""
     from pydeblur.io import write_image
 
+    if count < 0:
+        raise ValueError(f"dead_leaves must be 0 or more photos, got {count}")
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"dead_leaves_{seed}_{i:05d}_{size}.png" for i in range(count)]
     missing = [i for i, path in enumerate(paths) if not path.exists()]

@@ -1,9 +1,10 @@
 """The data of a training run: the train and val splits as blurred crops, scaled photos, wrong kernels.
 
-`build_data` makes the training dataset (on-the-fly crops of the train photos, `pydeblur.datasets`)
-and the fixed validation batches; `scaled_photos` the downscaled copies of the photos that
-`--photo-scales` asks for (and the synthetic photos of `--dead-leaves`, `training.dead_leaves`); `unpack` reads an item or a batch as (blurred, psf, sharp); `perturb_psf`
-the slightly wrong kernels of `--psf-error`. The loader is `pydeblur.datasets.make_loader` with an
+`build_data` makes the training dataset (on-the-fly crops of the train photos and of the synthetic
+photos of `--dead-leaves`, `pydeblur.datasets`, `training.dead_leaves`) and the fixed validation
+batches; `scaled_photos` the downscaled copies of the photos that `--photo-scales` asks for;
+`unpack` reads an item or a batch as (blurred, psf, sharp); `perturb_psf` the slightly wrong kernels
+of `--psf-error`. The loader is `pydeblur.datasets.make_loader` with an
 `EpochSampler`.
 """
 
