@@ -16,9 +16,8 @@ import numpy as np
 
 SUBPIXEL_BITS = 4  # cv2 draws centres and radii in 1/16 pixel
 SIZE = 512  # the generated photos' side: 128-pixel crops at many positions, disks up to SIZE / 3
-COVERAGE = (
-    6.0  # disks drawn: this many times the canvas area in mean disk areas (the first are hidden)
-)
+# disks drawn: this many times the canvas area in mean disk areas (the first drawn end up hidden)
+COVERAGE = 6.0
 
 
 def radii(count: int, smallest: float, largest: float, rng: np.random.Generator) -> np.ndarray:

@@ -8,9 +8,9 @@ Phase t (1..stages) trains stage t alone, the stages before it frozen, for --gre
 phase trains every stage for --joint-steps. Data, noise and kernel errors are the shipped `default`
 recipe's (`training.configs.RECIPES`, with --grey / --correlated-noise as `training.train` has them),
 each crop the most detailed of --crop-candidates positions (docs/data.md), --dead-leaves synthetic
-photos among the training photos (`training.dead_leaves`); the loss is the PSNR
-loss. After every --epoch-steps steps the run writes RUN/last.pt (model,
-optimizer, phase and step, RNG: `--resume` continues it) and, at the end of every phase, the weights
+photos among the training photos (`training.dead_leaves`); the loss is the PSNR loss. After every
+--epoch-steps steps the run writes RUN/last.pt (model, optimizer, phase and step, RNG: `--resume`
+continues it) and, at the end of every phase, the weights
 RUN/phaseN.safetensors with a JSON card and the validation PSNR (the val split at the paper's noise,
 as `training.train` validates). --max-minutes stops at the end of an epoch, validated and saved;
 with --time-schedule the learning rate's cosine follows the elapsed share of that time where it is
