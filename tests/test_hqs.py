@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from pydeblur.boundary import embed, pad_periodic
-from pydeblur.hqs import HQSConfig, HQSNet, dct_filters
+from pydeblur.hqs import HQSConfig, HQSNet, HQSStage, dct_filters
 from pydeblur.physics import circular_convolve, psf2otf
 from tests.test_train import SyntheticBlur, val_batches
-from training.train_hqs import is_hqs, load_hqs, phases, run, save_hqs
+from training.train_hqs import _header, is_hqs, load_hqs, phases, run, save_hqs
 
 
 def _inputs(batch=2, size=24, seed=0):
@@ -129,6 +129,30 @@ def test_weights_round_trip_and_are_told_apart_from_deblurnet_weights(tmp_path):
     assert not is_hqs(resolve_weights("default"))
     with pytest.raises(ValueError, match="not an HQSNet"):
         load_hqs(resolve_weights("default"))
+
+
+def test_the_data_weights_slope_trusts_clean_images_less_and_old_files_load_without_it(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    stage = HQSStage(HQSConfig(channels=4, layers=2))
+    sigma = torch.tensor([0.04, 0.01, 0.0025], dtype=torch.float64).view(3, 1, 1, 1)
+    flat = (stage.data_weight(sigma) * sigma**2).flatten()
+    torch.testing.assert_close(
+        flat, torch.full((3,), 0.01, dtype=torch.float64)
+    )  # b = 0: 1/sigma^2
+    with torch.no_grad():
+        stage.weight_slope.fill_(1.0)
+    scaled = (stage.data_weight(sigma) * sigma**2).flatten()
+    torch.testing.assert_close(scaled, torch.tensor([0.04, 0.01, 0.0025], dtype=torch.float64))
+    net = HQSNet(HQSConfig(stages=2, channels=4, layers=2))
+    path = tmp_path / "old.safetensors"
+    save_hqs(net, path, {})
+    old = {k: v for k, v in load_file(str(path)).items() if not k.endswith("weight_slope")}
+    save_file(old, str(path), metadata=_header(path))
+    loaded = load_hqs(path)
+    assert all(s.weight_slope.item() == 0 for s in loaded.stages)
+    blurred, psf = _inputs()
+    assert torch.equal(loaded(blurred, psf), net.eval()(blurred, psf))
 
 
 def test_the_phases_go_stage_by_stage_then_jointly():

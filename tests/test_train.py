@@ -22,7 +22,7 @@ from tests.test_distributed import free_port, set_torchrun_env
 from training.checkpoints import init_from, load_checkpoint
 from training.configs import RECIPES, TrainOptions
 from training.train import LOSSES, lr_factor, parse_args, recipe_options, run
-from training.train_data import perturb_psf
+from training.train_data import add_misfit_noise, perturb_psf
 
 
 class SyntheticBlur(torch.utils.data.Dataset):
@@ -244,6 +244,26 @@ def test_perturbed_psf_is_a_nearby_valid_kernel():
     mixed = perturb_psf(psf, torch.tensor([0.0, 0.3, 0.0]))  # one strength per image
     torch.testing.assert_close(mixed[0], psf[0], atol=1e-6, rtol=0)
     assert (mixed[1] - psf[1]).abs().sum() > 0.05
+
+
+def test_misfit_noise_is_correlated_and_mostly_unseen_by_the_noise_estimator():
+    from pydeblur.noise import estimate_noise_sigma
+
+    torch.manual_seed(0)
+    grey = torch.full((1, 1, 128, 128), 0.5).expand(4, 3, -1, -1).contiguous()
+    colour = torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1).expand(4, -1, 128, 128).contiguous()
+    assert torch.equal(add_misfit_noise(grey, 0.01, share=0.0), grey)
+    for clean in (grey, colour):
+        noisy = add_misfit_noise(clean, 0.01, share=1.0)
+        field = noisy - clean
+        rms = field.square().mean(dim=(1, 2, 3)).sqrt()
+        assert (rms > 0).all() and (rms < 0.012).all()  # U(0, 0.01) per image, one draw each
+        lag1 = (field[..., 1:] * field[..., :-1]).mean() / field.square().mean()
+        assert lag1 > 0.3  # white noise: 0
+        assert (estimate_noise_sigma(noisy) < 0.7 * rms).all()
+    assert not torch.equal(field[:, 0], field[:, 1])  # colour: one field per channel
+    grey_noisy = add_misfit_noise(grey, 0.01, share=1.0)
+    assert torch.equal(grey_noisy[:, 0], grey_noisy[:, 2])  # a grey image stays grey
 
 
 def test_scaled_photos_are_resized_once_and_cached(tmp_path):

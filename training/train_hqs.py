@@ -35,7 +35,7 @@ from pydeblur.noise import estimate_noise_sigma
 from training.checkpoints import atomic_save, load_checkpoint, rng_state, set_rng_state
 from training.configs import RECIPES, TrainOptions
 from training.train import psnr_loss
-from training.train_data import build_data, perturb_psf, unpack
+from training.train_data import add_misfit_noise, build_data, perturb_psf, unpack
 
 WEIGHT_LR_FACTOR = 20.0  # the stages' log data weights: one number each, they must move fast
 
@@ -84,7 +84,11 @@ def load_hqs(path: str | Path) -> HQSNet:
     if metadata.get("family") != "hqs":
         raise ValueError(f"{path}: not an HQSNet weights file (no family 'hqs' in its header)")
     model = HQSNet(HQSConfig.from_dict(json.loads(metadata["config"])))
-    model.load_state_dict(load_file(str(path)))
+    state = load_file(str(path))
+    for name, value in model.state_dict().items():
+        if name.endswith("weight_slope"):  # files from before the slope: b_t = 0, the same model
+            state.setdefault(name, torch.zeros_like(value))
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -100,8 +104,9 @@ def validate(model: HQSNet, val_batches, upto: int) -> float:
 
 def optimizer_for(model: HQSNet, lr: float) -> torch.optim.Adam:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    weights = [p for n, p in named if n.endswith("log_weight")]
-    others = [p for n, p in named if not n.endswith("log_weight")]
+    is_weight = [n.endswith(("log_weight", "weight_slope")) for n, _ in named]
+    weights = [p for (_, p), w in zip(named, is_weight, strict=True) if w]
+    others = [p for (_, p), w in zip(named, is_weight, strict=True) if not w]
     return torch.optim.Adam(
         [{"params": others, "lr": lr}, {"params": weights, "lr": lr * WEIGHT_LR_FACTOR}], lr=lr
     )
@@ -136,6 +141,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grey", type=float, default=0.2)
     parser.add_argument("--correlated-noise", type=float, default=0.2)
     parser.add_argument("--psf-error", type=float, default=0.3)
+    parser.add_argument(
+        "--misfit-noise",
+        type=float,
+        default=0.0,
+        help="half the items get spatially correlated noise of rms up to this (on 0..255) that the "
+        "noise estimator barely sees (training.train_data.add_misfit_noise); 0: none",
+    )
     parser.add_argument(
         "--crop-candidates", type=int, default=1, help="each crop the most detailed of this many"
     )
@@ -241,6 +253,8 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
         total, count, tick = 0.0, 0, time.perf_counter()
         for batch in loader:
             blurred, psf, sharp = (t.to(device) for t in unpack(batch))
+            if args.misfit_noise > 0:
+                blurred = add_misfit_noise(blurred, args.misfit_noise / 255)
             sigma = estimate_noise_sigma(blurred)
             if args.psf_error > 0:
                 psf = perturb_psf(psf, torch.rand(psf.shape[0]) * args.psf_error)
@@ -269,6 +283,7 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
             "loss": total / max(1, count),
             "s_per_step": (time.perf_counter() - tick) / max(1, count),
             "weights": [round(s.log_weight.exp().item(), 5) for s in model.stages[:upto]],
+            "slopes": [round(s.weight_slope.item(), 3) for s in model.stages[:upto]],
         }
         done = step >= steps
         out_of_time = args.max_minutes and time.perf_counter() - started > 60 * args.max_minutes
