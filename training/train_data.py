@@ -4,8 +4,8 @@
 photos of `--dead-leaves`, `pydeblur.datasets`, `training.dead_leaves`) and the fixed validation
 batches; `scaled_photos` the downscaled copies of the photos that `--photo-scales` asks for;
 `unpack` reads an item or a batch as (blurred, psf, sharp); `perturb_psf` the slightly wrong kernels
-of `--psf-error`. The loader is `pydeblur.datasets.make_loader` with an
-`EpochSampler`.
+of `--psf-error`; `add_misfit_noise` the spatially correlated noise of `training.train_hqs`'s
+`--misfit-noise`. The loader is `pydeblur.datasets.make_loader` with an `EpochSampler`.
 """
 
 import math

@@ -37,7 +37,7 @@ from training.configs import RECIPES, TrainOptions
 from training.train import psnr_loss
 from training.train_data import add_misfit_noise, build_data, perturb_psf, unpack
 
-WEIGHT_LR_FACTOR = 20.0  # the stages' log data weights: one number each, they must move fast
+WEIGHT_LR_FACTOR = 20.0  # the data weights' a_t and b_t: one number each, they must move fast
 
 
 def phases(stages: int, greedy_steps: int, joint_steps: int) -> list[tuple[int, int, int]]:

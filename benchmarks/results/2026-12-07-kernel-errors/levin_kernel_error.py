@@ -44,7 +44,9 @@ def fit_kernel(x, y, size):
     rows = windows.reshape(-1, size * size)[:, ::-1]  # true convolution flips the kernel
     target = y[half : half + windows.shape[0], half : half + windows.shape[1]].reshape(-1)
     keep = np.arange(rows.shape[0]) % 3 == 0  # a third of the rows: plenty for 1,000 unknowns
-    k, _ = nnls(rows[keep].astype(np.float64), target[keep].astype(np.float64), maxiter=20 * size * size)
+    k, _ = nnls(
+        rows[keep].astype(np.float64), target[keep].astype(np.float64), maxiter=20 * size * size
+    )
     return k.reshape(size, size)
 
 
@@ -77,10 +79,17 @@ def main():
         )
         row = (given, fitted, *perturbed, best_rel)
         table.append(row)
-        print(item["name"], " | ".join(f"{255 * v:.2f}" if i < 4 else f"{v:.3f}" for i, v in enumerate(row)), flush=True)
+        print(
+            item["name"],
+            " | ".join(f"{255 * v:.2f}" if i < 4 else f"{v:.3f}" for i, v in enumerate(row)),
+            flush=True,
+        )
         np.save(HERE / f"fitted_{item['name']}.npy", k_fit.astype(np.float32))
     mean = np.mean(table, axis=0)
-    print("mean (x255 for the rms columns):", " | ".join(f"{255 * v:.2f}" if i < 4 else f"{v:.3f}" for i, v in enumerate(mean)))
+    print(
+        "mean (x255 for the rms columns):",
+        " | ".join(f"{255 * v:.2f}" if i < 4 else f"{v:.3f}" for i, v in enumerate(mean)),
+    )
 
 
 if __name__ == "__main__":

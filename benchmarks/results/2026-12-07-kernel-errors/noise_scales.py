@@ -31,7 +31,9 @@ def main():
             y = it["blurred"][None].double()
             known = it["noise_var"] ** 0.5 if it.get("noise_known", True) else float("nan")
             group = it["group"] if name[0] in "kp" else ""
-            by_group.setdefault(group, []).append([known, *(float(at_scale(y, s)) for s in (1, 2, 4))])
+            by_group.setdefault(group, []).append(
+                [known, *(float(at_scale(y, s)) for s in (1, 2, 4))]
+            )
         for group, rows in by_group.items():
             mean = torch.tensor(rows).mean(0) * 255
             print(f"{name} {group} | " + " | ".join(f"{v:.2f}" for v in mean.tolist()), flush=True)

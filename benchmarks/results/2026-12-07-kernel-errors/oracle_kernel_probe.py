@@ -30,7 +30,9 @@ for method in methods:
         row = []
         for psf in (it["psf"], fitted):
             b, k, x = it["blurred"][None], psf[None].float(), it["sharp"][None]
-            third = torch.tensor([it["noise_var"] ** 0.5], dtype=torch.float64) if method.noise else x
+            third = (
+                torch.tensor([it["noise_var"] ** 0.5], dtype=torch.float64) if method.noise else x
+            )
             with torch.inference_mode():
                 out = method.run(b, k, third).clamp(0, 1)
             row.append(float(shifted_psnr(out, x)))

@@ -26,7 +26,9 @@ def neighbour_correlation(r, lag):
 
 
 def main():
-    print("set item | rms | estimate(y) | estimate(residual) | corr lag 1, 2, 4 (x255 for the first three)")
+    print(
+        "set item | rms | estimate(y) | estimate(residual) | corr lag 1, 2, 4 (x255 for the first three)"
+    )
     for name, items in (("levin", levin_items()), ("synthetic", levin_synthetic_items())):
         rows = []
         for it in items:
@@ -47,7 +49,11 @@ def main():
             ]
             rows.append(row)
         mean = np.mean(rows, axis=0)
-        print(name, " | ".join(f"{255 * v:.2f}" if i < 3 else f"{v:.2f}" for i, v in enumerate(mean)), flush=True)
+        print(
+            name,
+            " | ".join(f"{255 * v:.2f}" if i < 3 else f"{v:.2f}" for i, v in enumerate(mean)),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
