@@ -137,9 +137,8 @@ def test_the_data_weights_slope_trusts_clean_images_less_and_old_files_load_with
     stage = HQSStage(HQSConfig(channels=4, layers=2))
     sigma = torch.tensor([0.04, 0.01, 0.0025], dtype=torch.float64).view(3, 1, 1, 1)
     flat = (stage.data_weight(sigma) * sigma**2).flatten()
-    torch.testing.assert_close(
-        flat, torch.full((3,), 0.01, dtype=torch.float64)
-    )  # b = 0: 1/sigma^2
+    # b = 0: in proportion to 1 / sigma^2 at every level
+    torch.testing.assert_close(flat, torch.full((3,), 0.01, dtype=torch.float64))
     with torch.no_grad():
         stage.weight_slope.fill_(1.0)
     scaled = (stage.data_weight(sigma) * sigma**2).flatten()

@@ -8,7 +8,6 @@ of `--psf-error`; `add_misfit_noise` the spatially correlated noise of `training
 `--misfit-noise`. The loader is `pydeblur.datasets.make_loader` with an `EpochSampler`.
 """
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from pydeblur import datasets
+from pydeblur.kernels import gaussian
 from training.configs import TrainOptions
 from training.dead_leaves import SIZE as DEAD_LEAVES_SIZE
 from training.dead_leaves import dead_leaves_photos
@@ -170,14 +170,12 @@ def add_misfit_noise(
             out.append(image)
             continue
         width = float(torch.empty(1).uniform_(*widths))
-        radius = math.ceil(3 * width)
-        taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1) / width) ** 2)
-        taps = (taps / taps.square().sum().sqrt()).to(blurred)  # unit gain for white noise
+        taps = torch.from_numpy(gaussian(width, truncate=3.0)).to(blurred)
+        taps = taps / taps.square().sum().sqrt()  # unit gain for white noise
+        radius = taps.shape[-1] // 2
         grey = bool((image[:, :1] == image).all())
         white = torch.randn(1, 1 if grey else channels, *blurred.shape[-2:]).to(blurred)
-        field = F.conv2d(
-            F.pad(white, (radius,) * 4, mode="reflect").transpose(0, 1), taps.view(1, 1, 1, -1)
-        )
-        field = F.conv2d(field, taps.view(1, 1, -1, 1)).transpose(0, 1)
+        padded = F.pad(white, (radius,) * 4, mode="reflect").transpose(0, 1)
+        field = F.conv2d(padded, taps[None, None]).transpose(0, 1)
         out.append(image + levels[index].to(blurred) * field)
     return torch.cat(out)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from training import eval_sets
-from training.eval_methods import model_method, peer_methods
+from training.eval_methods import model_method, peer_methods, third_argument
 from training.levin_scoring import best_shift
 
 torch.set_num_threads(2)
@@ -26,9 +26,7 @@ for method in methods:
         rows = []
         for it in items:
             b, k, x = it["blurred"][None], it["psf"][None], it["sharp"][None]
-            third = (
-                torch.tensor([it["noise_var"] ** 0.5], dtype=torch.float64) if method.noise else x
-            )
+            third = third_argument(method, [it], x)
             with torch.inference_mode():
                 out = method.run(b, k, third).clamp(0, 1)
             rows.append(

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from training import eval_sets
-from training.eval_methods import model_method, peer_methods
+from training.eval_methods import model_method, peer_methods, third_argument
 from training.levin_scoring import shifted_psnr
 
 HERE = Path(__file__).parent
@@ -30,9 +30,7 @@ for method in methods:
         row = []
         for psf in (it["psf"], fitted):
             b, k, x = it["blurred"][None], psf[None].float(), it["sharp"][None]
-            third = (
-                torch.tensor([it["noise_var"] ** 0.5], dtype=torch.float64) if method.noise else x
-            )
+            third = third_argument(method, [it], x)
             with torch.inference_mode():
                 out = method.run(b, k, third).clamp(0, 1)
             row.append(float(shifted_psnr(out, x)))
