@@ -9,7 +9,7 @@ from pydeblur.boundary import embed, pad_periodic
 from pydeblur.hqs import HQSConfig, HQSNet, HQSStage, dct_filters
 from pydeblur.physics import circular_convolve, psf2otf
 from tests.test_train import SyntheticBlur, val_batches
-from training.train_hqs import _header, is_hqs, load_hqs, phases, run, save_hqs
+from training.train_hqs import _header, is_hqs, load_hqs, load_stages, phases, run, save_hqs
 
 
 def _inputs(batch=2, size=24, seed=0):
@@ -240,6 +240,33 @@ def test_a_run_trains_every_phase_and_resume_continues_it(tmp_path):
         val_batches(),
     )
     assert (tmp_path / "stopped" / "phase3.safetensors").exists()
+
+
+def test_a_run_grows_a_trained_model_by_new_stages_from_their_greedy_phase(tmp_path):
+    import json
+
+    for name in ("small", "grown"):
+        (tmp_path / name).mkdir()
+    small = run(
+        _args(tmp_path, out=str(tmp_path / "small")), SyntheticBlur(length=16), val_batches()
+    )
+    grown_args = _args(
+        tmp_path,
+        out=str(tmp_path / "grown"),
+        stages=3,
+        init_from=str(tmp_path / "small" / "phase3.safetensors"),
+    )
+    grown = run(grown_args, SyntheticBlur(length=16), val_batches())
+    assert grown.config.stages == 3
+    phases_run = sorted(p.name for p in (tmp_path / "grown").glob("phase*.safetensors"))
+    assert phases_run == ["phase3.safetensors", "phase4.safetensors"]  # stages 1-2 not retrained
+    greedy = json.loads((tmp_path / "grown" / "phase3.json").read_text())["history"]
+    assert (greedy[0]["stages"], greedy[0]["frozen"]) == (3, 2)
+    # Stages it cannot hold, or another shape, are refused naming what differs.
+    with pytest.raises(ValueError, match=r"channels 4 \(not 8\)"):
+        load_stages(HQSNet(HQSConfig(stages=2, channels=8)), small, "small")
+    with pytest.raises(ValueError, match=r"2 stages \(more than 1\)"):
+        load_stages(HQSNet(HQSConfig(stages=1, channels=4)), small, "small")
 
 
 def test_a_started_network_begins_as_its_start_model():

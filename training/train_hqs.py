@@ -92,6 +92,21 @@ def load_hqs(path: str | Path) -> HQSNet:
     return model.eval()
 
 
+def load_stages(model: HQSNet, source: HQSNet, name: str = "source") -> int:
+    """Copy source's stages into model's first ones (source may have fewer: a model grown by new
+    stages, which keep their initial values) -> how many were copied."""
+    mine = {**model.config.to_dict(), "stages": 0}
+    theirs = {**source.config.to_dict(), "stages": 0}
+    differing = sorted(k for k in mine if mine[k] != theirs.get(k))
+    if differing or source.config.stages > model.config.stages:
+        what = ", ".join(f"{k} {theirs.get(k)} (not {mine[k]})" for k in differing) or (
+            f"{source.config.stages} stages (more than {model.config.stages})"
+        )
+        raise ValueError(f"{name}: cannot start this model from it: {what}")
+    model.load_state_dict(source.state_dict(), strict=False)
+    return source.config.stages
+
+
 @torch.no_grad()
 def validate(model: HQSNet, val_batches, upto: int) -> float:
     model.eval()
@@ -131,7 +146,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--start-weight", type=float, default=1e-2, help="data weight at the start x sigma^2"
     )
-    parser.add_argument("--init-from", help="start from these HQS weights (same shape)")
+    parser.add_argument(
+        "--init-from",
+        help="start from these HQS weights (same config, as many stages or fewer: the model then "
+        "grows, and training starts at the greedy phase of the first new stage)",
+    )
     parser.add_argument("--greedy-steps", type=int, default=700)
     parser.add_argument("--joint-steps", type=int, help="default 3000; on --resume: the run's")
     parser.add_argument("--epoch-steps", type=int, default=100)
@@ -230,7 +249,8 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
     phase, step, history = 0, 0, []
     optimizer = optimizer_for(model, args.lr)
     if args.init_from and not args.resume:
-        model.load_state_dict(load_hqs(args.init_from).state_dict())
+        loaded = load_stages(model, load_hqs(args.init_from), args.init_from)
+        phase = loaded if args.greedy_steps > 0 else 0  # the loaded stages' greedy phases are done
     if args.resume:
         state = load_checkpoint(out / "last.pt")
         model.load_state_dict(state["model"])
