@@ -37,7 +37,34 @@ from pydeblur.physics import data_where_trusted, psf2otf
 SIGMA_SCALE = 20.0  # the noise map the CNNs see: sigma x this (0.05 -> 1)
 SIGMA_REF = 0.01  # the noise level at which a stage's data weight is exp(a_t) / sigma^2
 FILTER_SCALE = 0.2  # the filters start as this x the orthonormal DCT basis (without its constant)
-ACTIVATIONS = {"elu": F.elu, "relu": F.relu}
+
+
+class _ELU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = torch.exp(x.clamp(max=0)).sub_(1).add_(F.relu(x))  # exact above 0 in any dtype
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        return grad * (out.clamp(max=0) + 1)  # d/dx: 1 above 0, exp(x) = out + 1 below
+
+
+def elu(x: torch.Tensor) -> torch.Tensor:
+    """ELU (alpha 1) as exp(min(x, 0)) - 1 + max(x, 0): the same as `F.elu` to 3e-7 in float32 (one
+    step, 2^-8, in bfloat16), and 5-7x faster on these CPUs, where torch's ELU calls an unvectorised
+    expm1 (40 % of a 4-stage network's time on a 256x256 image went to it).
+
+    >>> x = torch.linspace(-4, 4, 9)
+    >>> bool((elu(x) - F.elu(x)).abs().max() < 1e-6)
+    True
+    """
+    return _ELU.apply(x)
+
+
+ACTIVATIONS = {"elu": elu, "relu": F.relu}
 RESIDUAL_GAIN = 0.1
 
 

@@ -4,9 +4,10 @@ import argparse
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from pydeblur.boundary import embed, pad_periodic
-from pydeblur.hqs import HQSConfig, HQSNet, HQSStage, dct_filters
+from pydeblur.hqs import HQSConfig, HQSNet, HQSStage, dct_filters, elu
 from pydeblur.physics import circular_convolve, psf2otf
 from tests.test_train import SyntheticBlur, val_batches
 from training.train_hqs import _header, is_hqs, load_hqs, load_stages, phases, run, save_hqs
@@ -17,6 +18,20 @@ def _inputs(batch=2, size=24, seed=0):
     blurred = torch.rand(batch, 3, size, size, generator=g)
     psf = torch.rand(batch, 1, 5, 5, generator=g)
     return blurred, psf / psf.sum(dim=(-2, -1), keepdim=True)
+
+
+def test_the_fast_elu_matches_torchs_values_and_gradients():
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64) * 3
+    x[0, 0, 0, :3] = torch.tensor([0.0, -50.0, 50.0])
+    assert torch.allclose(elu(x), F.elu(x), atol=1e-12)
+    assert torch.autograd.gradcheck(elu, x.clone().requires_grad_())
+    grad = torch.randn_like(x)
+    mine, theirs = (x.clone().requires_grad_() for _ in range(2))
+    elu(mine).backward(grad)
+    F.elu(theirs).backward(grad)
+    assert torch.allclose(mine.grad, theirs.grad, atol=1e-12)
+    half = x.bfloat16()
+    assert torch.allclose(elu(half).float(), F.elu(half).float(), atol=2**-8, rtol=0)
 
 
 def test_the_dct_filters_are_orthonormal_and_of_zero_mean():
