@@ -277,6 +277,11 @@ def test_a_run_grows_a_trained_model_by_new_stages_from_their_greedy_phase(tmp_p
     assert phases_run == ["phase3.safetensors", "phase4.safetensors"]  # stages 1-2 not retrained
     greedy = json.loads((tmp_path / "grown" / "phase3.json").read_text())["history"]
     assert (greedy[0]["stages"], greedy[0]["frozen"]) == (3, 2)
+    # A new stage starts near the identity: growing keeps what the model does.
+    blurred, psf, _ = val_batches()[0]
+    started = HQSNet(HQSConfig(stages=3, channels=4))
+    assert load_stages(started, small) == 2
+    assert torch.allclose(started(blurred, psf), small(blurred, psf), atol=0.005)  # 1e-2: 0.07
     # Stages it cannot hold, or another shape, are refused naming what differs.
     with pytest.raises(ValueError, match=r"channels 4 \(not 8\)"):
         load_stages(HQSNet(HQSConfig(stages=2, channels=8)), small, "small")
