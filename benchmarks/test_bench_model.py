@@ -89,19 +89,20 @@ def test_training_step(benchmark, name, device):
 
 @pytest.mark.parametrize("device", cpu_and_cuda())
 @pytest.mark.parametrize("activation", ["elu", "torch_elu", "relu"])
-def test_hqs_inference_per_image(benchmark, activation, device, monkeypatch):
-    """The HQS family's 4 stages of 32 channels (`pydeblur.hqs`): its ELU against torch's F.elu
-    (the peer) and ReLU, batch 1, 3x256x256, against the paper's 0.347 s."""
+@pytest.mark.parametrize("stages", [4, 6])
+def test_hqs_inference_per_image(benchmark, stages, activation, device, monkeypatch):
+    """The HQS family (`pydeblur.hqs`, stages of 32 channels): its ELU against torch's F.elu (the
+    peer) and ReLU, batch 1, 3x256x256, against the paper's 0.347 s."""
     import pydeblur.hqs as hqs
 
     if activation == "torch_elu":
         monkeypatch.setitem(hqs.ACTIVATIONS, "elu", torch.nn.functional.elu)
-    config = hqs.HQSConfig(stages=4, activation="relu" if activation == "relu" else "elu")
+    config = hqs.HQSConfig(stages=stages, activation="relu" if activation == "relu" else "elu")
     model = hqs.HQSNet(config).to(device).eval()
     for stage in model.stages:  # a trained network's CNNs are not zero
         torch.nn.init.normal_(stage.cnn.convs[-1].weight, std=1e-3)
     blurred, psf = inputs(1, 256, device)
-    benchmark.group = f"hqs inference 1x3x256x256 {device}"
+    benchmark.group = f"hqs inference 1x3x256x256 {stages} stages {device}"
     benchmark.extra_info["paper_seconds_per_image"] = PAPER_SECONDS_PER_IMAGE
 
     @torch.no_grad()
