@@ -84,10 +84,10 @@ class HQSConfig:
     output); start_weight: the data weight at the start, lam = start_weight / sigma^2;
     image_channels: 3 (colour, the channels solved jointly by the CNN) or 1; activation: between the
     CNN's convolutions, "elu" (FDN's, as `elu`) or "relu" (a fifth less time for 4 stages on a
-    256x256 image); start: x_0, "blurred" (FDN's start) or the name of a shipped `DeblurNet` (e.g. "robust") whose
-    output, frozen, the stages refine (its weights are kept in this model's); residual_input: the
-    CNNs are also told the data term's gradient, k^T (y - k * x) x `RESIDUAL_GAIN` / sigma (where the
-    estimate disagrees with the data, in units of the noise).
+    256x256 image); start: x_0, "blurred" (FDN's start) or the name of a shipped `DeblurNet` (e.g.
+    "robust") whose output, frozen, the stages refine (its weights are kept in this model's);
+    residual_input: the CNNs are also told the data term's gradient, k^T (y - k * x) x
+    `RESIDUAL_GAIN` / sigma (where the estimate disagrees with the data, in units of the noise).
 
     >>> HQSConfig.from_dict(HQSConfig(stages=2).to_dict()).stages
     2

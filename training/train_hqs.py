@@ -38,9 +38,9 @@ from training.train import psnr_loss
 from training.train_data import add_misfit_noise, build_data, perturb_psf, unpack
 
 WEIGHT_LR_FACTOR = 20.0  # the data weights' a_t and b_t: one number each, they must move fast
-# A grown model's new stages start with this data weight: near the identity, so growing keeps what the
-# model does (run 7s2's validation: 28.64 dB with 4 stages, 28.58 with a fifth at 1e-4, 25.44 at the
-# usual 1e-2), yet within a few hundred steps of the weights trained stages hold (1e-3 to 8e-3).
+# A grown model's new stages start with this data weight: near the identity, so growing keeps what
+# the model does (run 7s2's validation: 28.64 dB with 4 stages, 28.58 with a fifth at 1e-4, 25.44 at
+# the usual 1e-2), yet within a few hundred steps of the weights trained stages hold (1e-3 to 8e-3).
 GROWN_START_WEIGHT = 1e-4
 
 
@@ -97,9 +97,9 @@ def load_hqs(path: str | Path) -> HQSNet:
 
 
 def load_stages(model: HQSNet, source: HQSNet, name: str = "source") -> int:
-    """Copy source's stages into model's first ones (source may have fewer: the model is grown by new
-    stages, which start near the identity, their data weight at GROWN_START_WEIGHT) -> how many
-    were copied."""
+    """Copy source's stages into model's first ones (source may have fewer: the model is grown by
+    new stages, which start near the identity, their data weight at GROWN_START_WEIGHT) -> how
+    many were copied."""
     mine = {**model.config.to_dict(), "stages": 0}
     theirs = {**source.config.to_dict(), "stages": 0}
     differing = sorted(k for k in mine if mine[k] != theirs.get(k))
@@ -156,8 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--init-from",
-        help="start from these HQS weights (same config, as many stages or fewer: the model then "
-        "grows, and training starts at the greedy phase of the first new stage)",
+        help="start from these HQS weights (the same config with as many stages or fewer); the "
+        "greedy phases of the stages they hold are skipped, so a model with more --stages grows",
     )
     parser.add_argument("--greedy-steps", type=int, default=700)
     parser.add_argument("--joint-steps", type=int, help="default 3000; on --resume: the run's")
