@@ -43,6 +43,20 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def time_inference(benchmark, model, blurred, psf, device, rounds):
+    """model(blurred, psf) without gradients, after one warm-up call (FFT plans, allocator), against
+    the paper's time per image."""
+    benchmark.extra_info["paper_seconds_per_image"] = PAPER_SECONDS_PER_IMAGE
+
+    @torch.no_grad()
+    def run():
+        model(blurred, psf)
+        sync(device)
+
+    run()
+    benchmark.pedantic(run, rounds=rounds, iterations=1)
+
+
 @pytest.mark.parametrize("device", cpu_and_cuda())
 @pytest.mark.parametrize("wiener", ["pydeblur_op", "plain_pytorch"])
 @pytest.mark.parametrize("name", CONFIG_NAMES)
@@ -52,16 +66,9 @@ def test_inference_per_image(benchmark, name, wiener, device, monkeypatch):
     model = DeblurNet(name).to(device).eval()
     blurred, psf = inputs(1, 256, device)
     benchmark.group = f"inference 1x3x256x256 {name} {device}"
-    benchmark.extra_info["paper_seconds_per_image"] = PAPER_SECONDS_PER_IMAGE
-
-    @torch.no_grad()
-    def run():
-        model(blurred, psf)
-        sync(device)
-
-    run()  # warm-up (FFT plans, allocator)
-    rounds = 2 if name == "paper" and device == "cpu" else 5
-    benchmark.pedantic(run, rounds=rounds, iterations=1)
+    time_inference(
+        benchmark, model, blurred, psf, device, 2 if name == "paper" and device == "cpu" else 5
+    )
 
 
 @pytest.mark.parametrize("device", cpu_and_cuda())
@@ -103,12 +110,4 @@ def test_hqs_inference_per_image(benchmark, stages, activation, device, monkeypa
         torch.nn.init.normal_(stage.cnn.convs[-1].weight, std=1e-3)
     blurred, psf = inputs(1, 256, device)
     benchmark.group = f"hqs inference 1x3x256x256 {stages} stages {device}"
-    benchmark.extra_info["paper_seconds_per_image"] = PAPER_SECONDS_PER_IMAGE
-
-    @torch.no_grad()
-    def run():
-        model(blurred, psf)
-        sync(device)
-
-    run()
-    benchmark.pedantic(run, rounds=5, iterations=1)
+    time_inference(benchmark, model, blurred, psf, device, rounds=5)

@@ -216,13 +216,19 @@ def main(argv: list[str] | None = None) -> None:
     (out / "args.json").write_text(json.dumps(vars(args), indent=2))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    train_data, val_batches = training_data(args)
+    run(args, train_data, val_batches)
 
+
+def training_data(args: argparse.Namespace):
+    """The run's training dataset and validation batches (`training.train_data.build_data` with the
+    shipped recipe's noise and photo scales and the run's options; cached photos under args.out)."""
     recipe = {
         k: v for k, v in RECIPES["default"].items() if k in ("photons", "gauss", "photo_scales")
     }
     opts = TrainOptions(
         config="default",
-        out=str(out),
+        out=args.out,
         data=args.data,
         batch_size=args.batch_size,
         crop=args.crop,
@@ -234,8 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         dead_leaves=args.dead_leaves,
         **recipe,
     )
-    train_data, val_batches = build_data(opts)
-    run(args, train_data, val_batches)
+    return build_data(opts)
 
 
 def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:

@@ -10,26 +10,22 @@ import math
 import torch
 
 from pydeblur.hqs import HQSConfig, HQSNet
-from training.configs import RECIPES, TrainOptions
-from training.train_data import build_data
-from training.train_hqs import load_hqs, load_stages, validate
+from training.train_hqs import load_hqs, load_stages, parse_args, training_data, validate
 
 RUN7S2 = "/work/runs/hqs7s2/last.safetensors"  # on the training machine only (docs/training.md)
 
 
 def main():
     torch.set_num_threads(1)
-    recipe = {k: RECIPES["default"][k] for k in ("photons", "gauss", "photo_scales")}
-    opts = TrainOptions(
-        config="default",
-        out="/tmp/grow_probe",
-        data="../shared/data/photos",
-        val_crops=32,
-        val_crop=128,
-        crop_candidates=32,
-        **recipe,
-    )
-    _, val = build_data(opts)
+    options = [
+        "--out",
+        "/tmp/grow_probe",
+        "--data",
+        "../shared/data/photos",
+        "--crop-candidates",
+        "32",
+    ]
+    _, val = training_data(parse_args(options))  # the validation run 7s2's training used
     base = load_hqs(RUN7S2)
     print(f"run 7s2, 4 stages: {validate(base, val, 4):.2f}", flush=True)
     config = HQSConfig.from_dict({**base.config.to_dict(), "stages": 5})
