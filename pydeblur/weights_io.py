@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from pydeblur.atomic import atomic_path
 from pydeblur.features import feature_channels
+from pydeblur.hqs import HQSNet
 from pydeblur.model import CONDITIONING_HIDDEN, MAX_STAGES, DeblurNet, ModelConfig, get_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -297,8 +298,9 @@ def load_model(
     name_or_path: str | os.PathLike = "default",
     device: str | torch.device = "cpu",
     config: ModelConfig | str | None = None,
-) -> DeblurNet:
-    """Build a DeblurNet from a safetensors file (or a shipped name such as "default"), in eval mode.
+) -> DeblurNet | HQSNet:
+    """Build a DeblurNet from a safetensors file (or a shipped name such as "default"), in eval mode;
+    a file of `pydeblur.hqs_io`'s format gives an HQSNet (checked there the same way).
 
     The configuration comes from the file's header and must agree with the model card and, when given,
     with `config`; every tensor must have the shape that configuration implies. Never unpickles. The
@@ -311,7 +313,13 @@ def load_model(
     >>> net.training, net(blurred, psf).shape
     (False, torch.Size([1, 3, 32, 32]))
     """
+    from pydeblur.hqs_io import is_hqs, load_hqs
+
     path = resolve_weights(name_or_path)
+    if is_hqs(path):
+        if config is not None:
+            raise ValueError(f"{path} holds an HQSNet, not a DeblurNet of config {config}")
+        return load_hqs(path, device)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}

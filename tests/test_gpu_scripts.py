@@ -68,7 +68,7 @@ def test_gpu_train_script_trains_the_hqs_network_on_a_time_budget(tmp_path):
     assert rows and "val_psnr" in rows[-1]
     assert "stopped after --max-minutes" in result.stdout
     assert (out / "hqs.pt").stat().st_size < 16 * 1024**2
-    from training.train_hqs import load_hqs
+    from pydeblur.hqs_io import load_hqs
 
     assert load_hqs(out / "hqs.safetensors").config.stages == 2
     args = json.loads((out / "train" / "args.json").read_text())

@@ -200,17 +200,13 @@ def model_method(name_or_path: str, device: torch.device, batch_size: int) -> tu
     """A model as a table row, labelled by its model card ("name", else folder/stem of the file); greyscale
     inputs are replicated to 3 channels and the output's channels averaged."""
     from pydeblur.weights_io import load_model, read_card, resolve_weights
-    from training.train_hqs import is_hqs, load_hqs
 
     path = resolve_weights(name_or_path)
-    if is_hqs(path):  # an unshipped HQSNet run (training.train_hqs): its card is not a model card
-        model, card = load_hqs(path).to(device), {}
-    else:
-        model = load_model(name_or_path, device=device)
-        try:
-            card = read_card(name_or_path)
-        except FileNotFoundError:
-            card = {}
+    model = load_model(name_or_path, device=device)
+    try:
+        card = read_card(name_or_path)
+    except FileNotFoundError:
+        card = {}
     label = str(card.get("name") or f"{path.parent.name}/{path.stem}")
     channels = model.config.image_channels
 

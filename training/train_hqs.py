@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from pydeblur import datasets
-from pydeblur.atomic import atomic_path
 from pydeblur.hqs import HQSConfig, HQSNet
+from pydeblur.hqs_io import load_hqs, save_hqs
 from pydeblur.metrics import psnr
 from pydeblur.noise import estimate_noise_sigma
 from training.checkpoints import atomic_save, load_checkpoint, rng_state, set_rng_state
@@ -52,48 +51,6 @@ def phases(stages: int, greedy_steps: int, joint_steps: int) -> list[tuple[int, 
     """
     greedy = [(t, t - 1, greedy_steps) for t in range(1, stages + 1) if greedy_steps > 0]
     return greedy + ([(stages, 0, joint_steps)] if joint_steps > 0 else [])
-
-
-def save_hqs(model: HQSNet, path: Path, card: dict, upto: int | None = None) -> None:
-    """The weights of the first `upto` stages (default all; stages not yet trained would make the
-    model worse) as .safetensors, the config in its header, and the card beside them (.json)."""
-    upto = model.config.stages if upto is None else upto
-    config = {**model.config.to_dict(), "stages": upto}
-    tensors = {
-        k: v.detach().float().contiguous()
-        for k, v in model.state_dict().items()
-        if not k.startswith("stages.") or int(k.split(".")[1]) < upto
-    }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"family": "hqs", "config": json.dumps(config)})
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({**card, "family": "hqs", "config": config}, indent=2))
-
-
-def _header(path: str | Path) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        return f.metadata() or {}
-
-
-def is_hqs(path: str | Path) -> bool:
-    """Whether path is a .safetensors file written by `save_hqs`."""
-    return str(path).endswith(".safetensors") and _header(path).get("family") == "hqs"
-
-
-def load_hqs(path: str | Path) -> HQSNet:
-    """An `HQSNet` from `save_hqs`'s file."""
-    metadata = _header(path)
-    if metadata.get("family") != "hqs":
-        raise ValueError(f"{path}: not an HQSNet weights file (no family 'hqs' in its header)")
-    model = HQSNet(HQSConfig.from_dict(json.loads(metadata["config"])))
-    state = load_file(str(path))
-    for name, value in model.state_dict().items():
-        if name.endswith("weight_slope"):  # files from before the slope: b_t = 0, the same model
-            state.setdefault(name, torch.zeros_like(value))
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def load_stages(model: HQSNet, source: HQSNet, name: str = "source") -> int:
