@@ -214,9 +214,10 @@ class Deblurrer:
     """A model on a device with a tiling policy, to deblur any number of images with their kernels.
 
     Args:
-        model: "default" (the shipped weights), another shipped name, a weights file, or a module
-            with forward(blurred [B, 3, H, W], psf [B, 1, kh, kw]) -> [B, 3, H, W] (run in eval
-            mode and handed back in its own mode).
+        model: "default" (the shipped weights), another shipped name, a weights file (a
+            `DeblurNet`'s, or an `HQSNet`'s from `pydeblur.hqs_io`: every tile solved at the whole
+            image's noise level and `strength`), or a module with forward(blurred [B, 3, H, W],
+            psf [B, 1, kh, kw]) -> [B, 3, H, W] (run in eval mode and handed back in its own mode).
         device: "auto" (CUDA when pydeblur has CUDA kernels and a GPU is present; for a module: where
             it lives), "cpu", "cuda:N" (a module living elsewhere is moved there).
         tile: tile side in pixels; None picks the largest that fits the free memory (a whole image
@@ -246,6 +247,7 @@ class Deblurrer:
         max_memory: int | None = None,
         precision: str = "float32",
     ):
+        from pydeblur.hqs import HQSNet
         from pydeblur.model import DeblurNet, conv_bytes_per_pixel, conv_radius
 
         _check_sizes(tile, overlap, max_memory)
@@ -260,8 +262,14 @@ class Deblurrer:
         self.tile, self.overlap, self.max_memory = tile, overlap, max_memory
         self.precision = precision
         self._net = self.model if isinstance(self.model, DeblurNet) else None
-        if self._net is not None:
-            self._radius, self._bytes = self._net.receptive_radius(), self._net.bytes_per_pixel()
+        self._hqs = isinstance(self.model, HQSNet)
+        if self._hqs and self.model.config.image_channels != 3:
+            raise ValueError(
+                f"model: an HQSNet of {self.model.config.image_channels} image channel(s); "
+                "deblur runs models of 3 (grey images are deblurred as RGB)"
+            )
+        if self._net is not None or self._hqs:
+            self._radius, self._bytes = self.model.receptive_radius(), self.model.bytes_per_pixel()
         else:
             self._radius, self._bytes = conv_radius(self.model), conv_bytes_per_pixel(self.model)
 
@@ -370,13 +378,15 @@ class Deblurrer:
 
         told = net is not None and net.conditioning is not None
         sigma = None  # the whole image's noise level, for the conditioning and the last steps
-        if told or (net is not None and net.refines):
+        if told or self._hqs or (net is not None and net.refines):
             if noise_sigma is None:
                 sigma = estimate_noise_sigma(rgb)
             else:
                 sigma = torch.tensor([float(noise_sigma)])
         # A network told the noise is told that of the whole image, the same in every tile.
         noise = {"noise": noise_descriptor(rgb, sigma).to(self.device)} if told else {}
+        if self._hqs:  # its stages are the whole model: every tile solved at the image's noise
+            noise = {"sigma": sigma.to(self.device), "strength": strength}
 
         def network(part: torch.Tensor) -> torch.Tensor:
             with torch.autocast(self.device.type, torch.bfloat16, enabled=bfloat16):

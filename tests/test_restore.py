@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pydeblur.cli.demo_cmd import make_example
+from pydeblur.hqs import HQSConfig, HQSNet
 from pydeblur.metrics import psnr
 from pydeblur.model import CONFIGS, DeblurNet
 from pydeblur.restore import bfloat16_supported, deblur
@@ -211,6 +212,63 @@ def test_a_network_told_the_noise_is_told_that_of_the_whole_image_in_every_tile(
     assert _interior_difference(tiled, whole) < 2e-3
     # given a noise level, the network is told it
     assert np.abs(deblur(image, example[2], model=net, noise_sigma=0.05) - whole).max() > 1e-3
+
+
+def hqs_net(seed=0) -> HQSNet:
+    """A 2-stage HQSNet whose CNNs and slopes are random (they start at zero)."""
+    torch.manual_seed(seed)
+    net = HQSNet(HQSConfig(stages=2, channels=8, layers=3))
+    with torch.no_grad():
+        for stage in net.stages:
+            stage.cnn.convs[-1].weight.normal_(0, 0.01)
+            stage.weight_slope.fill_(0.5)
+    return net.eval()
+
+
+def test_an_hqs_model_runs_from_its_file_at_the_whole_images_noise_and_strength(tmp_path, example):
+    from pydeblur.hqs_io import save_hqs
+    from pydeblur.noise import estimate_noise_sigma
+
+    net = hqs_net()
+    path = save_hqs(net, tmp_path / "hqs.safetensors", {})
+    blurred, psf = example[1][:, :, :96, :128].contiguous(), example[2]
+    kernel = torch.as_tensor(psf / psf.sum(), dtype=torch.float32)[None, None]
+    image = blurred[0].permute(1, 2, 0).numpy()
+
+    def direct(sigma, strength=1.0):
+        with torch.no_grad():
+            out = net(blurred, kernel, torch.tensor([sigma]), strength=strength)
+        return out[0].permute(1, 2, 0).clamp(0, 1).numpy()
+
+    estimated = float(estimate_noise_sigma(blurred))
+    out = deblur(image, psf, model=str(path))
+    assert np.abs(out - direct(estimated)).max() < 1e-5
+    given = deblur(image, psf, model=str(path), noise_sigma=0.02, strength=2.0)
+    assert np.abs(given - direct(0.02, 2.0)).max() < 1e-5
+    assert np.abs(given - out).max() > 1e-2  # the noise level and strength reach every stage
+
+
+def test_a_tiled_hqs_model_is_told_the_whole_images_noise_and_agrees_away_from_the_border(
+    base, example
+):
+    from pydeblur.restore import Deblurrer
+
+    net = hqs_net()
+    image = base.astype(np.float32)
+    # at a noisy photo's level: near the 8-bit floor this untrained model's solves are near-inverse
+    # filters whose reach exceeds any overlap (a trained one's tiles, 200 and 96, are within 0.0012
+    # of its whole image there)
+    whole = deblur(image, example[2], model=net, noise_sigma=0.03)
+    deblurrer = Deblurrer(net, tile=200, overlap=96)
+    assert deblurrer.plan(example[2].shape, image.shape[:2]) == (200, 96)
+    tiled = deblurrer(image, example[2], noise_sigma=0.03)
+    assert _interior_difference(tiled, whole) < 3e-3
+    seams = deblur(image, example[2], model=net, noise_sigma=0.03, tile=120, overlap=0)
+    assert _interior_difference(seams, whole) > 0.1
+    # 2 x (the reach: 2 stages x (3 convolutions + 2 of the 5x5 filters) + 2 x 31) + the ramp, 32
+    assert Deblurrer(net).plan((31, 31))[1] == 176
+    with pytest.raises(ValueError, match="an HQSNet of 1 image channel"):
+        Deblurrer(HQSNet(HQSConfig(stages=1, image_channels=1)))
 
 
 def test_tile_size_from_a_memory_budget(base, reference, example, net):
