@@ -232,13 +232,25 @@ class HQSStage(nn.Module):
         return log_scale.exp() / sigma**2
 
     def filter_power(self, shape: tuple[int, int]) -> torch.Tensor:
-        """G = sum_i |F_i|^2 on a canvas of `shape`: [H, W // 2 + 1] float64 (the rfft2 layout; the
-        filters' placement does not change their power)."""
-        padded = F.pad(
-            self.filters.double(),
-            (0, shape[1] - self.filters.shape[-1], 0, shape[0] - self.filters.shape[-2]),
-        )
-        return torch.fft.rfft2(padded).abs().pow(2).sum(dim=0)
+        """G = sum_i |F_i|^2 on a canvas of `shape`: [H, W // 2 + 1] float64 (the rfft2 layout).
+
+        Computed as the transform of the filters' summed autocorrelation sum_i f_i * flip(f_i) (one
+        FFT of a (2s - 1)^2 kernel wrapped around the origin, instead of one per filter: a fifth of
+        a 4-stage network's time went to those), whose transform is real and >= 0; the clamp only
+        removes rounding below zero where G vanishes.
+
+        >>> stage = HQSStage(HQSConfig(channels=8))
+        >>> direct = torch.fft.rfft2(stage.filters.double(), s=(16, 12)).abs().pow(2).sum(dim=0)
+        >>> bool((stage.filter_power((16, 12)) - direct).abs().max() < 1e-12)
+        True
+        """
+        filters = self.filters.double()
+        count, size = filters.shape[0], filters.shape[-1]
+        lags = F.conv2d(filters[None], filters[:, None], padding=size - 1, groups=count)
+        offsets = torch.arange(1 - size, size, device=filters.device)  # lag d sits at d mod H
+        rows, cols = (offsets % shape[0])[:, None], (offsets % shape[1])[None, :]
+        wrapped = filters.new_zeros(shape).index_put((rows, cols), lags.sum(dim=(0, 1)), True)
+        return torch.fft.rfft2(wrapped).real.clamp_min(0)
 
 
 class HQSNet(nn.Module):
@@ -336,6 +348,7 @@ class HQSNet(nn.Module):
         stage, adjust, x, y, y_spectrum, otf, inside, sigma, noise_map, strength=1.0
     ) -> torch.Tensor:
         lam = stage.data_weight(sigma) * strength
+        otf_power = torch.view_as_real(otf).square().sum(dim=-1)  # |K|^2 without abs's hypot
         if adjust:  # boundary adjustment: outside the image the data are the estimate blurred
             y_spectrum = otf.conj() * torch.fft.rfft2(
                 data_where_trusted(y, x.double(), otf, inside)
@@ -343,11 +356,11 @@ class HQSNet(nn.Module):
         x_spectrum = torch.fft.rfft2(x.double())
         inputs = [x.to(noise_map.dtype), noise_map]
         if stage.residual_input:
-            gradient = torch.fft.irfft2(y_spectrum - otf.abs() ** 2 * x_spectrum, s=x.shape[-2:])
+            gradient = torch.fft.irfft2(y_spectrum - otf_power * x_spectrum, s=x.shape[-2:])
             inputs.append((gradient * (RESIDUAL_GAIN / sigma)).to(noise_map.dtype))
         power = stage.filter_power(tuple(x.shape[-2:]))
         correction = stage.cnn(torch.cat(inputs, dim=1))
         numerator = lam * y_spectrum + power * x_spectrum
         numerator = numerator + torch.fft.rfft2(correction.double())
-        solved = torch.fft.irfft2(numerator / (lam * otf.abs() ** 2 + power), s=x.shape[-2:])
+        solved = torch.fft.irfft2(numerator / (lam * otf_power + power), s=x.shape[-2:])
         return solved.float()
