@@ -167,6 +167,21 @@ def test_demo_with_given_weights_writes_the_side_by_side_png(files, tmp_path, ca
     assert printed.count(" dB") == 3 and "blurred" in printed and "Wiener" in printed
 
 
+def test_an_hqs_weights_file_runs_the_demo_and_deblurs_files(files, tmp_path, capsys):
+    from pydeblur.hqs import HQSConfig, HQSNet
+    from pydeblur.hqs_io import save_hqs
+
+    _, photos, psf, _ = files
+    weights = save_hqs(
+        HQSNet(HQSConfig(stages=1, channels=4, layers=2)), tmp_path / "h.safetensors", {}
+    )
+    assert main(["demo", "-o", str(tmp_path / "demo.png"), "--model", str(weights)]) == 0
+    assert capsys.readouterr().out.count(" dB") == 3
+    out = tmp_path / "sharp.tif"
+    assert main(deblur_args([photos / "b.tif"], psf, out, weights, "--noise", "0.01")) == 0
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == (96, 128, 3)
+
+
 @needs_default
 def test_demo_with_no_arguments_beats_the_wiener_baseline(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

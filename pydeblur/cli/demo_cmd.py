@@ -98,15 +98,13 @@ def run(args: argparse.Namespace) -> int:
     deblurrer = Deblurrer(args.model, args.device)
     net, device = deblurrer.model, deblurrer.device
     sharp, blurred, psf = make_example()
+    # The baseline: the best single Wiener filter among the network's own bank (its nsr values and
+    # boundary padding; for a model without one, such as an HQSNet, the oracle's grid), chosen knowing
+    # the sharp photo: an upper bound for any one of them.
+    own_bank = {"nsr_grid": net.nsr, "margin": net.config.margin} if hasattr(net, "nsr") else {}
     with torch.no_grad():
-        # The baseline: the best single Wiener filter among the network's own bank (its nsr values
-        # and boundary padding), chosen knowing the sharp photo: an upper bound for any one of them.
         wiener, nsr, scores = oracle_wiener(
-            blurred.to(device),
-            psf[None, None].to(device),
-            sharp.to(device),
-            nsr_grid=net.nsr,
-            margin=net.config.margin,
+            blurred.to(device), psf[None, None].to(device), sharp.to(device), **own_bank
         )
     restored = deblurrer(blurred[0], psf)[None]
     results = [
