@@ -271,6 +271,25 @@ def test_a_tiled_hqs_model_is_told_the_whole_images_noise_and_agrees_away_from_t
         Deblurrer(HQSNet(HQSConfig(stages=1, image_channels=1)))
 
 
+@pytest.mark.skipif(
+    not bfloat16_supported(torch.device("cpu")), reason="this CPU has no native bfloat16"
+)
+def test_an_hqs_model_in_bfloat16_runs_its_cnns_in_bfloat16_and_stays_near_float32(example):
+    from pydeblur.restore import Deblurrer
+
+    net = hqs_net()
+    image = example[1][0].clamp(0, 1)
+    dtypes = set()
+    hook = net.stages[0].cnn.convs[0].register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
+    try:
+        low = Deblurrer(net, precision="bfloat16")(image, example[2], 0.01)
+    finally:
+        hook.remove()
+    high = Deblurrer(net)(image, example[2], 0.01)
+    assert dtypes == {torch.bfloat16} and low.dtype == torch.float32
+    assert abs(float(psnr(low[None], example[0])) - float(psnr(high[None], example[0]))) < 0.05
+
+
 def test_tile_size_from_a_memory_budget(base, reference, example, net):
     image = base.astype(np.float32)
     small = deblur(image, example[2], model=net, overlap=96, max_memory=40 * 1024**2)
