@@ -22,7 +22,7 @@ from tests.test_distributed import free_port, set_torchrun_env
 from training.checkpoints import init_from, load_checkpoint
 from training.configs import RECIPES, TrainOptions
 from training.train import LOSSES, lr_factor, parse_args, recipe_options, run
-from training.train_data import add_misfit_noise, perturb_psf
+from training.train_data import add_misfit_noise, add_white_noise, perturb_psf
 
 
 class SyntheticBlur(torch.utils.data.Dataset):
@@ -264,6 +264,27 @@ def test_misfit_noise_is_correlated_and_mostly_unseen_by_the_noise_estimator():
     assert not torch.equal(field[:, 0], field[:, 1])  # colour: one field per channel
     grey_noisy = add_misfit_noise(grey, 0.01, share=1.0)
     assert torch.equal(grey_noisy[:, 0], grey_noisy[:, 2])  # a grey image stays grey
+
+
+def test_white_noise_is_white_at_log_uniform_levels_and_seen_by_the_noise_estimator():
+    from pydeblur.noise import estimate_noise_sigma
+
+    torch.manual_seed(0)
+    grey = torch.full((1, 1, 128, 128), 0.5).expand(256, 3, -1, -1).contiguous()
+    assert torch.equal(add_white_noise(grey, share=0.0), grey)
+    noisy = add_white_noise(grey, share=1.0)
+    assert torch.equal(noisy[:, 0], noisy[:, 2])  # a grey image stays grey
+    field = noisy - grey
+    sigma = field.std(dim=(1, 2, 3))
+    assert sigma.min() > 0.0019 and sigma.max() < 0.052
+    # log-uniform over 0.002..0.05: about half the images below the geometric mean, 0.01
+    assert 96 < int((sigma < 0.01).sum()) < 160
+    lag1 = (field[..., 1:] * field[..., :-1]).mean() / field.square().mean()
+    assert abs(float(lag1)) < 0.02
+    torch.testing.assert_close(estimate_noise_sigma(noisy), sigma, rtol=0.08, atol=0)
+    colour = torch.rand(8, 3, 64, 64)
+    coloured = add_white_noise(colour, share=1.0) - colour
+    assert not torch.equal(coloured[:, 0], coloured[:, 1])  # colour: one field per channel
 
 
 def test_scaled_photos_are_resized_once_and_cached(tmp_path):

@@ -5,9 +5,10 @@ photos of `--dead-leaves`, `pydeblur.datasets`, `training.dead_leaves`) and the 
 batches; `scaled_photos` the downscaled copies of the photos that `--photo-scales` asks for;
 `unpack` reads an item or a batch as (blurred, psf, sharp); `perturb_psf` the slightly wrong kernels
 of `--psf-error`; `add_misfit_noise` the spatially correlated noise of `training.train_hqs`'s
-`--misfit-noise`. The loader is `pydeblur.datasets.make_loader` with an `EpochSampler`.
+`--misfit-noise`; `add_white_noise` the signal-independent noise of its `--white-noise`. The loader is `pydeblur.datasets.make_loader` with an `EpochSampler`.
 """
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,31 @@ def add_misfit_noise(
         field = F.conv2d(padded, taps[None, None]).transpose(0, 1)
         out.append(image + levels[index].to(blurred) * field)
     return torch.cat(out)
+
+
+WHITE_NOISE_LEVELS = (0.002, 0.05)  # 0.5/255 to 12.75/255: nearly clean to FDN's noisiest training
+
+
+def add_white_noise(
+    blurred: torch.Tensor, share: float, levels: tuple[float, float] = WHITE_NOISE_LEVELS
+) -> torch.Tensor:
+    """blurred [B, C, H, W] plus white Gaussian noise, independent of the signal (a sensor's read
+    noise, and the benchmarks' noise model), where the recipe's photon noise scales with it. Each
+    image gets it with probability `share`, of a standard deviation log-uniform in `levels`; one field
+    for all channels of a grey image (its channels equal), one per channel otherwise. Draws from the
+    torch RNG.
+
+    >>> torch.manual_seed(0) and None
+    >>> out = add_white_noise(torch.zeros(64, 3, 32, 32), share=0.5)
+    >>> touched = out.flatten(1).std(dim=1) > 0
+    >>> 16 < int(touched.sum()) < 48, bool(out.flatten(1).std(dim=1).max() < 0.06)
+    (True, True)
+    """
+    batch, channels = blurred.shape[:2]
+    chosen = torch.rand(batch) < share
+    low, high = math.log(levels[0]), math.log(levels[1])
+    sigmas = torch.exp(torch.empty(batch).uniform_(low, high)) * chosen
+    grey = (blurred[:, :1] == blurred).flatten(1).all(dim=1)
+    fields = torch.randn(blurred.shape).to(blurred)
+    fields = torch.where(grey[:, None, None, None], fields[:, :1].expand_as(fields), fields)
+    return blurred + sigmas.to(blurred)[:, None, None, None] * fields

@@ -34,7 +34,13 @@ from pydeblur.noise import estimate_noise_sigma
 from training.checkpoints import atomic_save, load_checkpoint, rng_state, set_rng_state
 from training.configs import RECIPES, TrainOptions
 from training.train import psnr_loss
-from training.train_data import add_misfit_noise, build_data, perturb_psf, unpack
+from training.train_data import (
+    add_misfit_noise,
+    add_white_noise,
+    build_data,
+    perturb_psf,
+    unpack,
+)
 
 WEIGHT_LR_FACTOR = 20.0  # the data weights' a_t and b_t: one number each, they must move fast
 # A grown model's new stages start with this data weight: near the identity, so growing keeps what
@@ -131,6 +137,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="half the items get spatially correlated noise of rms up to this (on 0..255) that the "
         "noise estimator barely sees (training.train_data.add_misfit_noise); 0: none",
+    )
+    parser.add_argument(
+        "--white-noise",
+        type=float,
+        default=0.0,
+        help="the share of items that get white Gaussian noise besides the recipe's photon noise, "
+        "sigma log-uniform in 0.5..12.75 of 255 (training.train_data.add_white_noise); 0: none",
     )
     parser.add_argument(
         "--crop-candidates", type=int, default=1, help="each crop the most detailed of this many"
@@ -245,6 +258,8 @@ def run(args: argparse.Namespace, train_data, val_batches) -> HQSNet:
             blurred, psf, sharp = (t.to(device) for t in unpack(batch))
             if args.misfit_noise > 0:
                 blurred = add_misfit_noise(blurred, args.misfit_noise / 255)
+            if args.white_noise > 0:
+                blurred = add_white_noise(blurred, args.white_noise)
             sigma = estimate_noise_sigma(blurred)
             if args.psf_error > 0:
                 psf = perturb_psf(psf, torch.rand(psf.shape[0]) * args.psf_error)
