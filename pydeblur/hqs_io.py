@@ -52,7 +52,9 @@ def save_hqs(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-    with atomic_path(path.with_suffix(".json")) as tmp:
+    from pydeblur.weights_io import card_path
+
+    with atomic_path(card_path(path)) as tmp:
         tmp.write_text(json.dumps({**card, "format": HQS_FORMAT, "config": config}, indent=2))
     return path
 
