@@ -137,18 +137,9 @@ def checked_hqs_config(values: Any) -> HQSConfig:
     ...
     ValueError: config field layers must be in 2..64, got 1000
     """
-    from pydeblur.weights_io import _one_line, _short
+    from pydeblur.weights_io import _one_line, check_declared_fields
 
-    if not isinstance(values, dict):
-        raise ValueError(f"the config must be a JSON object, got {_short(values)}")
-    checks = _field_checks()
-    missing, unknown = sorted(set(checks) - set(values)), sorted(set(values) - set(checks))
-    if missing or unknown:
-        raise ValueError(f"config fields missing: {_short(missing)}, unknown: {_short(unknown)}")
-    for name in sorted(checks):
-        problem = checks[name](values[name])
-        if problem:
-            raise ValueError(f"config field {name} {problem}")
+    check_declared_fields(values, _field_checks())
     try:
         return HQSConfig.from_dict(values)
     except ValueError as error:
@@ -202,11 +193,10 @@ def load_hqs(path: str | os.PathLike, device: str | torch.device = "cpu") -> HQS
     """
     from pydeblur.weights_io import (
         MAX_CONFIG_CHARS,
-        WEIGHTS_DTYPE,
         _one_line,
         _read_card_file,
-        _short,
         card_path,
+        check_declared_tensors,
     )
 
     path = Path(path)
@@ -228,23 +218,11 @@ def load_hqs(path: str | os.PathLike, device: str | torch.device = "cpu") -> HQS
                 config = checked_hqs_config(filled)
             except (ValueError, RecursionError) as error:
                 raise ValueError(f"{path}: {_one_line(error)}") from None
-            shapes = hqs_tensor_shapes(config)
             names = set(f.keys())
-            optional = {k for k in shapes if k.endswith("weight_slope")} if legacy else set()
-            missing, unexpected = set(shapes) - names - optional, names - set(shapes)
-            if missing or unexpected:
-                raise ValueError(
-                    f"{path}: tensor names do not match its config (missing "
-                    f"{_short(sorted(missing), 200)}, unexpected {_short(sorted(unexpected), 200)})"
-                )
-            for key in sorted(names):
-                tensor = f.get_slice(key)
-                shape, dtype = tuple(tensor.get_shape()), tensor.get_dtype()
-                if shape != shapes[key] or dtype != WEIGHTS_DTYPE:
-                    raise ValueError(
-                        f"{path}: tensor {key} is {dtype} {shape}, its config implies "
-                        f"{WEIGHTS_DTYPE} {shapes[key]}"
-                    )
+            shapes = hqs_tensor_shapes(config)
+            # a legacy file may lack the slopes, which came later
+            absent = {k for k in shapes if k.endswith("weight_slope")} - names if legacy else set()
+            check_declared_tensors(path, f, {k: v for k, v in shapes.items() if k not in absent})
             tensors = {key: f.get_tensor(key) for key in names}
     except SafetensorError as error:
         raise ValueError(
@@ -254,7 +232,7 @@ def load_hqs(path: str | os.PathLike, device: str | torch.device = "cpu") -> HQS
     if card_file.exists() and _read_card_file(card_file).get("config") != declared:
         raise ValueError(f"the card {card_file} describes another config than {path}")
     model = HQSNet(config)
-    for name in optional - names:  # files from before the slope: b_t = 0, the same model
+    for name in absent:  # files from before the slope: b_t = 0, the same model
         tensors[name] = torch.zeros(())
     model.load_state_dict(tensors)
     return model.to(device).eval()

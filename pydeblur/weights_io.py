@@ -127,20 +127,33 @@ _FIELD_CHECKS = {
 }
 
 
+def check_declared_fields(values: Any, checks: dict[str, Any]) -> None:
+    """The JSON values a file declares for a config: a JSON object holding exactly the fields of
+    `checks` (name -> check(value) -> problem or None), each passing its check; else a one-line
+    ValueError saying what is wrong (`hqs_io` checks HQSNet configs with it too).
+
+    >>> check_declared_fields({"blocks": -1}, {"blocks": _FIELD_CHECKS["blocks"]})
+    Traceback (most recent call last):
+    ...
+    ValueError: config field blocks must be in 0..64, got -1
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"the config must be a JSON object, got {_short(values)}")
+    missing, unknown = sorted(set(checks) - set(values)), sorted(set(values) - set(checks))
+    if missing or unknown:
+        raise ValueError(f"config fields missing: {_short(missing)}, unknown: {_short(unknown)}")
+    for name in sorted(checks):
+        problem = checks[name](values[name])
+        if problem:
+            raise ValueError(f"config field {name} {problem}")
+
+
 def _checked_config(values: Any) -> ModelConfig:
     """A ModelConfig from the JSON values a file declares: every field present, of its type, within the
     limits above; else a one-line ValueError saying what is wrong."""
-    if not isinstance(values, dict):
-        raise ValueError(f"the config must be a JSON object, got {_short(values)}")
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    values = {**LATER_FIELDS, **values}
-    missing, unknown = sorted(names - set(values)), sorted(set(values) - names)
-    if missing or unknown:
-        raise ValueError(f"config fields missing: {_short(missing)}, unknown: {_short(unknown)}")
-    for name in sorted(names):
-        problem = _FIELD_CHECKS[name](values[name])
-        if problem:
-            raise ValueError(f"config field {name} {problem}")
+    if isinstance(values, dict):
+        values = {**LATER_FIELDS, **values}
+    check_declared_fields(values, _FIELD_CHECKS)
     try:
         return ModelConfig(**values)
     except ValueError as error:
@@ -339,7 +352,7 @@ def load_model(
                         f"{path} holds a model of config {stored}, which does not match the "
                         f"requested {expected}"
                     )
-            _check_declared_tensors(path, f, _tensor_shapes(stored))
+            check_declared_tensors(path, f, _tensor_shapes(stored))
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except SafetensorError as error:
         raise ValueError(
@@ -364,9 +377,19 @@ def _check_card(path: Path, stored: ModelConfig) -> None:
         raise ValueError(f"the model card {card_file} describes another config than {path}")
 
 
-def _check_declared_tensors(path: Path, f: Any, shapes: dict[str, tuple[int, ...]]) -> None:
+def check_declared_tensors(path: Path, f: Any, shapes: dict[str, tuple[int, ...]]) -> None:
     """Every tensor's name, shape and dtype in the open safetensors file `f`'s header (no data read)
-    must be those of `shapes`."""
+    must be those of `shapes` (`hqs_io` checks HQSNet files with it too).
+
+    >>> path = resolve_weights("default")
+    >>> with safe_open(str(path), framework="pt") as f:
+    ...     shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    ...     check_declared_tensors(path, f, shapes)  # as declared: no error
+    ...     check_declared_tensors(path, f, {**shapes, "log_nsr": (3,)})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...: tensor log_nsr has shape (15,), its config implies (3,)
+    """
     names = set(f.keys())
     if names != set(shapes):
         raise ValueError(
